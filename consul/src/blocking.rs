@@ -1,0 +1,178 @@
+//! Blocking queries: the index/wait protocol Consul uses for change
+//! notification.
+//!
+//! A read sent with `?index=N&wait=W` returns as soon as the data's index
+//! moves past `N`, or after `W` (plus up to W/16 of jitter Consul adds) with
+//! the same data. The rules for what to send next are easy to get wrong, so
+//! they live here, free of I/O, in [`WatchIndex`].
+
+use std::time::Duration;
+
+/// Options for one read.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Block until the index moves past this value; 0 returns at once.
+    pub index: u64,
+    /// How long Consul may hold the request; `None` uses Consul's default (5 min).
+    pub wait: Option<Duration>,
+    /// Allow any server to answer (no leader round trip), and answer without a leader.
+    pub stale: bool,
+}
+
+impl QueryOptions {
+    /// A blocking read after `index`, held at most `wait`.
+    pub fn blocking(index: u64, wait: Duration) -> Self {
+        QueryOptions { index, wait: Some(wait), stale: false }
+    }
+
+    /// Query-string pairs for these options.
+    pub(crate) fn params(&self) -> Vec<(&'static str, String)> {
+        let mut p = Vec::new();
+        if self.index > 0 {
+            p.push(("index", self.index.to_string()));
+            if let Some(w) = self.wait {
+                p.push(("wait", format!("{}ms", w.as_millis().max(1))));
+            }
+        }
+        if self.stale {
+            p.push(("stale", String::new()));
+        }
+        p
+    }
+
+    /// How long the HTTP request itself may take: Consul holds it up to
+    /// `wait` plus `wait/16` of jitter, and we add slack for the answer.
+    pub(crate) fn request_timeout(&self, base: Duration) -> Duration {
+        match (self.index, self.wait) {
+            (0, _) => base,
+            (_, None) => Duration::from_secs(5 * 60) + Duration::from_secs(5 * 60) / 16 + base,
+            (_, Some(w)) => w + w / 16 + base,
+        }
+    }
+}
+
+/// A value read from Consul with the metadata of the read.
+#[derive(Debug, Clone)]
+pub struct Response<T> {
+    pub value: T,
+    /// `X-Consul-Index`: pass it back as [`QueryOptions::index`] to block on changes.
+    pub index: u64,
+    /// `X-Consul-KnownLeader`: false when the answering server has no leader
+    /// (the data may be stale; a router keeps its last good table then).
+    pub known_leader: bool,
+    /// `X-Consul-LastContact`: milliseconds since the server heard from the leader.
+    pub last_contact_ms: u64,
+}
+
+/// The index to send on the next blocking read, maintained by Consul's rules:
+/// - an index that goes backwards (a snapshot restore, a new leader with
+///   older state) resets the watch to 0, so the next read returns at once and
+///   re-reads everything;
+/// - an index of 0 from Consul is taken as 1, so a read is never sent with
+///   index 0 by accident, which would turn it into a busy loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatchIndex(u64);
+
+impl WatchIndex {
+    pub fn new() -> Self {
+        WatchIndex(0)
+    }
+
+    /// The index to send now.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Take the index of a response; returns true when the data may have
+    /// changed (the index moved, or this is the first read).
+    pub fn advance(&mut self, returned: u64) -> bool {
+        let prev = self.0;
+        let next = if returned < prev {
+            0
+        } else if returned == 0 {
+            1
+        } else {
+            returned
+        };
+        self.0 = next;
+        prev == 0 || next != prev
+    }
+
+    /// Forget the index, so the next read returns at once (after an error).
+    pub fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_read_is_a_change() {
+        let mut w = WatchIndex::new();
+        assert_eq!(w.get(), 0);
+        assert!(w.advance(10));
+        assert_eq!(w.get(), 10);
+    }
+
+    #[test]
+    fn same_index_is_no_change() {
+        let mut w = WatchIndex::new();
+        w.advance(10);
+        assert!(!w.advance(10));
+        assert_eq!(w.get(), 10);
+    }
+
+    #[test]
+    fn moving_forward_is_a_change() {
+        let mut w = WatchIndex::new();
+        w.advance(10);
+        assert!(w.advance(11));
+        assert_eq!(w.get(), 11);
+    }
+
+    #[test]
+    fn going_backwards_resets_to_zero() {
+        let mut w = WatchIndex::new();
+        w.advance(10);
+        assert!(w.advance(3));
+        assert_eq!(w.get(), 0, "next read must not block");
+    }
+
+    #[test]
+    fn zero_from_consul_becomes_one() {
+        let mut w = WatchIndex::new();
+        assert!(w.advance(0));
+        assert_eq!(w.get(), 1);
+        assert!(!w.advance(1));
+    }
+
+    #[test]
+    fn reset_forgets() {
+        let mut w = WatchIndex::new();
+        w.advance(10);
+        w.reset();
+        assert_eq!(w.get(), 0);
+    }
+
+    #[test]
+    fn params_only_block_with_an_index() {
+        let q = QueryOptions { index: 0, wait: Some(Duration::from_secs(1)), stale: false };
+        assert!(q.params().is_empty());
+        let q = QueryOptions::blocking(7, Duration::from_millis(1500));
+        assert_eq!(q.params(), vec![("index", "7".into()), ("wait", "1500ms".into())]);
+        let q = QueryOptions { stale: true, ..Default::default() };
+        assert_eq!(q.params(), vec![("stale", String::new())]);
+    }
+
+    #[test]
+    fn request_timeout_covers_wait_and_jitter() {
+        let base = Duration::from_secs(2);
+        assert_eq!(QueryOptions::default().request_timeout(base), base);
+        let q = QueryOptions::blocking(5, Duration::from_secs(16));
+        assert_eq!(q.request_timeout(base), Duration::from_secs(16 + 1 + 2));
+        let q = QueryOptions { index: 5, wait: None, stale: false };
+        assert!(q.request_timeout(base) > Duration::from_secs(300));
+    }
+}

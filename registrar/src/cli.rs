@@ -1,0 +1,58 @@
+//! Command-line flags (DESIGN.md contract); each also reads an environment
+//! variable so the registrar can run from a unit file or a DaemonSet.
+
+use std::net::IpAddr;
+
+use clap::{Parser, ValueEnum};
+
+/// Where workloads are discovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    Docker,
+    Kubernetes,
+    /// Docker and Kubernetes side by side.
+    All,
+}
+
+/// Registers this node's containers and pods in Consul from their
+/// SERVICE_* environment variables, labels or annotations.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "registrar", version, about, long_about = None)]
+pub struct Cli {
+    /// Consul agent HTTP address (the node's own agent).
+    #[arg(long, env = "CONSUL_HTTP_ADDR", default_value = "http://127.0.0.1:8500")]
+    pub consul_addr: String,
+
+    /// Consul ACL token.
+    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub consul_token: Option<String>,
+
+    /// Workload source.
+    #[arg(long, env = "REGISTRAR_SOURCE", value_enum, default_value = "docker")]
+    pub source: Source,
+
+    /// Docker engine address.
+    #[arg(long, env = "DOCKER_HOST", default_value = "unix:///var/run/docker.sock")]
+    pub docker_host: String,
+
+    /// Name of this node: the first part of every service ID, and the node
+    /// whose pods are watched. Defaults to the hostname.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Register the container's own IP and port instead of published ports.
+    #[arg(long, env = "REGISTRAR_INTERNAL")]
+    pub internal: bool,
+
+    /// Address to register for published ports (default: detected).
+    #[arg(long, env = "REGISTRAR_HOST_IP")]
+    pub host_ip: Option<IpAddr>,
+
+    /// Seconds between full reconciles with Consul.
+    #[arg(long, env = "REGISTRAR_RESYNC", default_value_t = 30)]
+    pub resync: u64,
+
+    /// Extra tags added to every service (comma-separated).
+    #[arg(long, env = "REGISTRAR_TAGS", value_delimiter = ',')]
+    pub tags: Vec<String>,
+}

@@ -1,0 +1,37 @@
+//! Test harness for the integration tests: real components, started on free
+//! ports in temporary directories, and stopped when their handle drops.
+//!
+//! - [`consul::ConsulAgent`]: a real `consul agent -dev` (in-memory state),
+//!   waited on until it has a leader and its own node in the catalog.
+//! - [`process::Daemon`]: one of this project's binaries (router, registrar,
+//!   vipd) started with flags, its output captured to a file that is printed
+//!   when a test fails.
+//!
+//! Every child runs in its own process group and gets `SIGKILL` from the
+//! kernel if the test process dies (`PR_SET_PDEATHSIG`), so even a test
+//! killed by a timeout leaves nothing running.
+
+pub mod consul;
+pub mod ports;
+pub mod process;
+pub mod wait;
+
+pub use consul::ConsulAgent;
+pub use ports::free_port;
+pub use process::{Daemon, bin_path};
+pub use wait::wait_until;
+
+/// Why a harness component could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    NotReady(String),
+    #[error("binary {0} not found: build it first (`cargo build --workspace`, which scripts/test.sh does)")]
+    MissingBinary(String),
+}

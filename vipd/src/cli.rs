@@ -1,0 +1,64 @@
+//! Command-line flags (DESIGN.md contract); each also reads an environment
+//! variable. Durations read like `100ms`, `1s`, `2.5s`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 100ms, 1s or 2.5s: {e}"))
+}
+
+/// Floats a virtual IP across router nodes with VRRPv3 (RFC 5798),
+/// interoperable with keepalived, and gives it up while the local router is
+/// unhealthy.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "vipd", version, about, long_about = None)]
+pub struct Cli {
+    /// Interface to hold the VIP on and send adverts from.
+    #[arg(long, env = "VIPD_INTERFACE")]
+    pub interface: String,
+
+    /// The virtual IP, optionally with a prefix length (default /32).
+    #[arg(long, env = "VIPD_VIP")]
+    pub vip: String,
+
+    /// Virtual router ID (1-255), the same on every node of the group.
+    #[arg(long, env = "VIPD_VRID", value_parser = clap::value_parser!(u8).range(1..=255))]
+    pub vrid: u8,
+
+    /// Priority (1-255; 255 means this node owns the address).
+    #[arg(long, env = "VIPD_PRIORITY", value_parser = clap::value_parser!(u8).range(1..=255))]
+    pub priority: u8,
+
+    /// Interval between adverts (10ms steps, at most 40.95s).
+    #[arg(long, env = "VIPD_ADVERT_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub advert_interval: Duration,
+
+    /// Do not take the VIP from a lower-priority master.
+    #[arg(long, env = "VIPD_NO_PREEMPT")]
+    pub no_preempt: bool,
+
+    /// Send adverts by unicast to these peers instead of multicast 224.0.0.18
+    /// (repeat the flag, or comma-separate the variable).
+    #[arg(long = "peer", env = "VIPD_PEERS", value_delimiter = ',')]
+    pub peers: Vec<IpAddr>,
+
+    /// Health URL of the local router (e.g. http://127.0.0.1:9998/health);
+    /// while it fails, this node does not claim the VIP.
+    #[arg(long, env = "VIPD_CHECK_URL")]
+    pub check_url: Option<String>,
+
+    /// Interval between health probes.
+    #[arg(long, env = "VIPD_CHECK_INTERVAL", default_value = "200ms", value_parser = duration)]
+    pub check_interval: Duration,
+
+    /// Consecutive failures that make the node unhealthy.
+    #[arg(long, env = "VIPD_CHECK_FALL", default_value_t = 3)]
+    pub check_fall: u32,
+
+    /// Consecutive successes that make it healthy again.
+    #[arg(long, env = "VIPD_CHECK_RISE", default_value_t = 2)]
+    pub check_rise: u32,
+}

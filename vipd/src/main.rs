@@ -1,0 +1,10 @@
+//! vipd: see cli.rs for flags. The daemon itself is built in its own issue.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    anyhow::bail!("vipd is not implemented yet (flags parsed: {cli:?})")
+}
