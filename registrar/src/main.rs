@@ -1,8 +1,7 @@
 //! registrar: see cli.rs for flags. The daemon itself is built in its own issue.
 
-mod cli;
-
 use clap::Parser;
+use registrar::cli;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
