@@ -12,11 +12,13 @@
 //! killed by a timeout leaves nothing running.
 
 pub mod consul;
+pub mod kube_api;
 pub mod ports;
 pub mod process;
 pub mod wait;
 
 pub use consul::ConsulAgent;
+pub use kube_api::KubeApiServer;
 pub use ports::free_port;
 pub use process::{Daemon, bin_path};
 pub use wait::wait_until;
