@@ -1,10 +1,27 @@
-//! vipd: see cli.rs for flags. The daemon itself is built in its own issue.
+//! vipd: floats a virtual IP across router nodes with VRRPv3 (RFC 5798),
+//! interoperable with keepalived, and gives it up while the local router's
+//! health check fails. Flags: cli.rs. Pure core: state.rs, packet.rs,
+//! health.rs, arp.rs; I/O: net/, check.rs; the loop joining them: daemon.rs.
 
+mod arp;
+mod check;
 mod cli;
+mod daemon;
+mod health;
+mod net;
+mod packet;
+mod state;
+mod vip;
 
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
-    anyhow::bail!("vipd is not implemented yet (flags parsed: {cli:?})")
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    daemon::run(cli).await?;
+    Ok(())
 }

@@ -1,0 +1,403 @@
+//! VRRPv3 advertisements (RFC 5798 §5) on the wire, as pure functions: encode
+//! an advert inside an IPv4 header, and decode what a raw socket hands us with
+//! every check that makes us drop a packet named, so that drops can be counted
+//! by reason.
+//!
+//! The checksum is sent in the form that covers the IPv4 pseudo-header
+//! (keepalived rejects the other form); both forms are accepted on receive.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// IP protocol number of VRRP.
+pub const PROTO_VRRP: u8 = 112;
+/// The multicast group VRRP adverts go to over IPv4.
+pub const MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// The only TTL a valid advert can have: it never crosses a router.
+pub const TTL: u8 = 255;
+const VERSION: u8 = 3;
+const TYPE_ADVERT: u8 = 1;
+const HEADER_LEN: usize = 8;
+const IPV4_HEADER_LEN: usize = 20;
+/// Max_Adver_Int is 12 bits of centiseconds.
+const MAX_INTERVAL_CS: u16 = 0x0fff;
+
+/// One advertisement, independent of the address family it travels in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advert {
+    pub vrid: u8,
+    pub priority: u8,
+    /// Max_Adver_Int, whole centiseconds.
+    pub interval: Duration,
+    pub addresses: Vec<IpAddr>,
+}
+
+/// A decoded advert with what the IP header said about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub source: IpAddr,
+    pub advert: Advert,
+}
+
+/// Why a packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Drop {
+    #[error("not an IPv4 VRRP datagram")]
+    NotVrrp,
+    #[error("TTL is not 255")]
+    Ttl,
+    #[error("length does not fit")]
+    Length,
+    #[error("bad checksum")]
+    Checksum,
+    #[error("not VRRP version 3")]
+    Version,
+    #[error("not an advertisement")]
+    Type,
+    #[error("another VRID")]
+    Vrid,
+}
+
+impl Drop {
+    pub const ALL: [Drop; 7] =
+        [Drop::NotVrrp, Drop::Ttl, Drop::Length, Drop::Checksum, Drop::Version, Drop::Type, Drop::Vrid];
+
+    /// A short name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::NotVrrp => "not_vrrp",
+            Drop::Ttl => "ttl",
+            Drop::Length => "length",
+            Drop::Checksum => "checksum",
+            Drop::Version => "version",
+            Drop::Type => "type",
+            Drop::Vrid => "vrid",
+        }
+    }
+}
+
+/// Dropped packets so far, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DropCounts([u64; 7]);
+
+impl DropCounts {
+    pub fn count(&mut self, reason: Drop) -> u64 {
+        let i = Drop::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        self.0[i] += 1;
+        self.0[i]
+    }
+
+    pub fn get(&self, reason: Drop) -> u64 {
+        Drop::ALL.iter().position(|r| *r == reason).map_or(0, |i| self.0[i])
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+/// The interval in whole centiseconds, clamped to what 12 bits hold.
+pub fn interval_cs(interval: Duration) -> u16 {
+    let cs = interval.as_millis() / 10;
+    u16::try_from(cs).unwrap_or(MAX_INTERVAL_CS).min(MAX_INTERVAL_CS)
+}
+
+/// The Internet checksum (RFC 1071) over the concatenation of `parts`.
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut odd: Option<u8> = None;
+    for part in parts {
+        for &b in *part {
+            match odd.take() {
+                Some(hi) => sum += u32::from(u16::from_be_bytes([hi, b])),
+                None => odd = Some(b),
+            }
+        }
+    }
+    if let Some(hi) = odd {
+        sum += u32::from(u16::from_be_bytes([hi, 0]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> [u8; 12] {
+    let mut p = [0u8; 12];
+    p[0..4].copy_from_slice(&src.octets());
+    p[4..8].copy_from_slice(&dst.octets());
+    p[9] = PROTO_VRRP;
+    p[10..12].copy_from_slice(&(len as u16).to_be_bytes());
+    p
+}
+
+/// The VRRP message alone (no IP header), checksum over the IPv4
+/// pseudo-header of `src` -> `dst`. IPv6 addresses in the advert are skipped:
+/// an IPv4 advert carries IPv4 addresses only.
+pub fn encode_vrrp_v4(advert: &Advert, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let addrs: Vec<Ipv4Addr> = advert
+        .addresses
+        .iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let mut msg = Vec::with_capacity(HEADER_LEN + 4 * addrs.len());
+    msg.push((VERSION << 4) | TYPE_ADVERT);
+    msg.push(advert.vrid);
+    msg.push(advert.priority);
+    msg.push(addrs.len().min(255) as u8);
+    msg.extend_from_slice(&interval_cs(advert.interval).to_be_bytes());
+    msg.extend_from_slice(&[0, 0]);
+    for a in addrs.iter().take(255) {
+        msg.extend_from_slice(&a.octets());
+    }
+    let sum = checksum(&[&pseudo_header_v4(src, dst, msg.len()), &msg]);
+    msg[6..8].copy_from_slice(&sum.to_be_bytes());
+    msg
+}
+
+/// A whole IPv4 datagram (for a socket with IP_HDRINCL): TTL 255, DSCP CS6
+/// like other VRRP speakers, protocol 112. The kernel fills in the IP
+/// checksum and identification.
+pub fn encode_ipv4(advert: &Advert, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let vrrp = encode_vrrp_v4(advert, src, dst);
+    let total = (IPV4_HEADER_LEN + vrrp.len()) as u16;
+    let mut pkt = Vec::with_capacity(total as usize);
+    pkt.extend_from_slice(&[0x45, 0xc0]);
+    pkt.extend_from_slice(&total.to_be_bytes());
+    pkt.extend_from_slice(&[0, 0, 0, 0]);
+    pkt.extend_from_slice(&[TTL, PROTO_VRRP, 0, 0]);
+    pkt.extend_from_slice(&src.octets());
+    pkt.extend_from_slice(&dst.octets());
+    pkt.extend_from_slice(&vrrp);
+    pkt
+}
+
+/// Decodes an IPv4 datagram as a raw socket returns it (IP header included)
+/// and checks it in the order RFC 5798 §7.1 lists, for `vrid`.
+pub fn decode_ipv4(datagram: &[u8], vrid: u8) -> Result<Received, Drop> {
+    if datagram.len() < IPV4_HEADER_LEN || datagram[0] >> 4 != 4 || datagram[9] != PROTO_VRRP {
+        return Err(Drop::NotVrrp);
+    }
+    let ihl = usize::from(datagram[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
+    if ihl < IPV4_HEADER_LEN || total > datagram.len() || total < ihl {
+        return Err(Drop::Length);
+    }
+    if datagram[8] != TTL {
+        return Err(Drop::Ttl);
+    }
+    let src = Ipv4Addr::new(datagram[12], datagram[13], datagram[14], datagram[15]);
+    let dst = Ipv4Addr::new(datagram[16], datagram[17], datagram[18], datagram[19]);
+    let msg = &datagram[ihl..total];
+    if msg.len() < HEADER_LEN {
+        return Err(Drop::Length);
+    }
+    let count = usize::from(msg[3]);
+    if msg.len() != HEADER_LEN + 4 * count {
+        return Err(Drop::Length);
+    }
+    let with_pseudo = checksum(&[&pseudo_header_v4(src, dst, msg.len()), msg]) == 0;
+    if !with_pseudo && checksum(&[msg]) != 0 {
+        return Err(Drop::Checksum);
+    }
+    if msg[0] >> 4 != VERSION {
+        return Err(Drop::Version);
+    }
+    if msg[0] & 0x0f != TYPE_ADVERT {
+        return Err(Drop::Type);
+    }
+    if msg[1] != vrid {
+        return Err(Drop::Vrid);
+    }
+    let cs = u16::from_be_bytes([msg[4], msg[5]]) & MAX_INTERVAL_CS;
+    let addresses =
+        msg[HEADER_LEN..].chunks_exact(4).map(|c| IpAddr::V4(Ipv4Addr::new(c[0], c[1], c[2], c[3]))).collect();
+    Ok(Received {
+        source: IpAddr::V4(src),
+        advert: Advert {
+            vrid: msg[1],
+            priority: msg[2],
+            interval: Duration::from_millis(u64::from(cs) * 10),
+            addresses,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 50);
+
+    /// Written out from the RFC 5798 §5.1 layout: VRID 51, priority 100, one
+    /// address, 100 ms = 10 cs, from 10.0.0.1 to 224.0.0.18.
+    fn hand_made() -> Vec<u8> {
+        let mut d = vec![
+            0x45, 0xc0, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, // ver/ihl, tos, len 32, id, frag
+            0xff, 0x70, 0x00, 0x00, // TTL 255, proto 112, IP checksum (kernel's job)
+            10, 0, 0, 1, // source
+            224, 0, 0, 18, // destination
+            0x31, 51, 100, 1, // v3 type 1, VRID, priority, count
+            0x00, 0x0a, 0x00, 0x00, // rsvd + max adver int 10 cs, checksum
+            10, 0, 0, 50, // the VIP
+        ];
+        // Pseudo-header sum worked by hand: 0x0a00 + 0x0001 + 0xe000 + 0x0012
+        // + 0x0070 (proto) + 0x000c (length), then the message words.
+        let words: [u32; 12] =
+            [0x0a00, 0x0001, 0xe000, 0x0012, 0x0070, 0x000c, 0x3133, 0x6401, 0x000a, 0x0000, 0x0a00, 0x0032];
+        let mut sum: u32 = words.iter().sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let c = !(sum as u16);
+        d[26..28].copy_from_slice(&c.to_be_bytes());
+        d
+    }
+
+    fn advert() -> Advert {
+        Advert { vrid: 51, priority: 100, interval: Duration::from_millis(100), addresses: vec![IpAddr::V4(VIP)] }
+    }
+
+    #[test]
+    fn encode_matches_the_hand_made_packet() {
+        assert_eq!(encode_ipv4(&advert(), SRC, MULTICAST_V4), hand_made());
+    }
+
+    #[test]
+    fn decode_reads_the_hand_made_packet() {
+        let r = decode_ipv4(&hand_made(), 51).expect("valid");
+        assert_eq!(r, Received { source: IpAddr::V4(SRC), advert: advert() });
+    }
+
+    #[test]
+    fn decode_accepts_the_checksum_without_pseudo_header() {
+        let mut d = hand_made();
+        d[26..28].copy_from_slice(&[0, 0]);
+        let c = checksum(&[&d[20..]]);
+        d[26..28].copy_from_slice(&c.to_be_bytes());
+        assert!(decode_ipv4(&d, 51).is_ok());
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let a = Advert {
+            vrid: 7,
+            priority: 255,
+            interval: Duration::from_millis(40_950),
+            addresses: vec![IpAddr::V4(VIP), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9))],
+        };
+        let d = encode_ipv4(&a, SRC, Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(decode_ipv4(&d, 7).expect("valid").advert, a);
+    }
+
+    #[test]
+    fn interval_is_twelve_bits_of_centiseconds() {
+        assert_eq!(interval_cs(Duration::from_millis(100)), 10);
+        assert_eq!(interval_cs(Duration::from_millis(1015)), 101);
+        assert_eq!(interval_cs(Duration::from_secs(60)), 0x0fff);
+        let d = encode_vrrp_v4(&Advert { interval: Duration::from_secs(3600), ..advert() }, SRC, MULTICAST_V4);
+        assert_eq!(&d[4..6], &[0x0f, 0xff], "the reserved bits stay zero");
+    }
+
+    #[test]
+    fn ipv6_addresses_are_left_out_of_an_ipv4_advert() {
+        let a = Advert { addresses: vec![IpAddr::V4(VIP), "2001:db8::1".parse().expect("v6")], ..advert() };
+        let d = encode_vrrp_v4(&a, SRC, MULTICAST_V4);
+        assert_eq!(d[3], 1);
+        assert_eq!(d.len(), 12);
+    }
+
+    #[test]
+    fn wrong_ttl_is_dropped() {
+        let mut d = hand_made();
+        d[8] = 254;
+        assert_eq!(decode_ipv4(&d, 51), Err(Drop::Ttl));
+    }
+
+    #[test]
+    fn bad_checksum_is_dropped() {
+        let mut d = hand_made();
+        d[27] ^= 0x01;
+        assert_eq!(decode_ipv4(&d, 51), Err(Drop::Checksum));
+        let mut d = hand_made();
+        d[22] = 101; // priority changed after the checksum was computed
+        assert_eq!(decode_ipv4(&d, 51), Err(Drop::Checksum));
+    }
+
+    fn rechecksum(d: &mut [u8]) {
+        d[26..28].copy_from_slice(&[0, 0]);
+        let c = checksum(&[&pseudo_header_v4(SRC, MULTICAST_V4, d.len() - 20), &d[20..]]);
+        d[26..28].copy_from_slice(&c.to_be_bytes());
+    }
+
+    #[test]
+    fn other_version_is_dropped() {
+        let mut d = hand_made();
+        d[20] = 0x21;
+        rechecksum(&mut d);
+        assert_eq!(decode_ipv4(&d, 51), Err(Drop::Version));
+    }
+
+    #[test]
+    fn other_type_is_dropped() {
+        let mut d = hand_made();
+        d[20] = 0x32;
+        rechecksum(&mut d);
+        assert_eq!(decode_ipv4(&d, 51), Err(Drop::Type));
+    }
+
+    #[test]
+    fn other_vrid_is_dropped() {
+        assert_eq!(decode_ipv4(&hand_made(), 52), Err(Drop::Vrid));
+    }
+
+    #[test]
+    fn truncated_packets_are_dropped() {
+        let d = hand_made();
+        // IP total length says 32 but only 30 bytes arrived.
+        assert_eq!(decode_ipv4(&d[..30], 51), Err(Drop::Length));
+        // Count says two addresses but only one is there.
+        let mut d2 = d.clone();
+        d2[23] = 2;
+        assert_eq!(decode_ipv4(&d2, 51), Err(Drop::Length));
+        // A VRRP header cut short, with the IP length agreeing.
+        let mut d3 = d[..26].to_vec();
+        d3[3] = 26;
+        assert_eq!(decode_ipv4(&d3, 51), Err(Drop::Length));
+        assert_eq!(decode_ipv4(&d[..10], 51), Err(Drop::NotVrrp));
+    }
+
+    #[test]
+    fn other_protocols_are_not_vrrp() {
+        let mut d = hand_made();
+        d[9] = 17;
+        assert_eq!(decode_ipv4(&d, 51), Err(Drop::NotVrrp));
+    }
+
+    #[test]
+    fn ip_options_are_skipped() {
+        let d = hand_made();
+        let mut with_opts = d[..20].to_vec();
+        with_opts[0] = 0x46;
+        with_opts[3] = 36;
+        with_opts.extend_from_slice(&[1, 1, 1, 0]); // NOP NOP NOP EOL
+        with_opts.extend_from_slice(&d[20..]);
+        assert_eq!(decode_ipv4(&with_opts, 51).expect("valid").advert, advert());
+    }
+
+    #[test]
+    fn drop_counts_are_kept_by_reason() {
+        let mut c = DropCounts::default();
+        assert_eq!(c.count(Drop::Ttl), 1);
+        assert_eq!(c.count(Drop::Ttl), 2);
+        c.count(Drop::Checksum);
+        assert_eq!(c.get(Drop::Ttl), 2);
+        assert_eq!(c.get(Drop::Version), 0);
+        assert_eq!(c.total(), 3);
+    }
+}
