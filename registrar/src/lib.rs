@@ -8,5 +8,6 @@
 //! Consul).
 
 pub mod cli;
+pub mod conventions;
 pub mod source;
 pub mod workload;
