@@ -1,0 +1,5 @@
+//! router as a library: the pure routing core is shared by the daemon
+//! (main.rs) and the benchmarks, which cannot reach into a binary crate.
+
+pub mod cli;
+pub mod routes;

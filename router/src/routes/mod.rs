@@ -1,0 +1,28 @@
+//! Routes: from healthy instances' tags and the operator's overrides to an
+//! immutable table that answers "where does this request go?".
+//!
+//! Pure: no I/O, no async. Discovery hands in [`Instance`]s and the overrides
+//! text; the proxy asks the [`Table`] for a [`Route`] and the route for a
+//! [`Target`]. Data flows `tag`/`options`/`overrides` (parsing) -> `table`
+//! (assembly, weights, lookup) -> `pick` (one target per request).
+
+pub mod options;
+pub mod overrides;
+pub mod pick;
+pub mod table;
+pub mod tag;
+
+pub use options::{HostHeader, Proto, Redirect, RouteOptions};
+pub use table::{Problem, Route, Table, Target};
+
+/// One healthy instance as discovery sees it (already filtered: all checks passing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub service: String,
+    /// The Consul service ID.
+    pub id: String,
+    /// The service address, else the node's.
+    pub address: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+}

@@ -1,0 +1,418 @@
+//! The routing table: built whole from a snapshot of healthy instances plus the
+//! overrides, then never changed (the proxy swaps in a new one), so lookups
+//! need no lock and every request sees one consistent table.
+//!
+//! Lookup never scans hosts. Routes are sorted by host, then by path
+//! descending, so each host's routes are one contiguous run in which the first
+//! path that is a prefix of the request path is the longest one; hash maps
+//! from a host (or a wildcard's suffix) to its run find the candidates. The
+//! order tried is fabio's: the exact host, then wildcards from the most
+//! specific (`*.a.example.com`) to the broadest (`*.com`), then the host-less
+//! routes; the first of these with a path prefix that matches wins. So a host
+//! whose own routes do not cover a path falls back to the wildcard and then the
+//! host-less routes, as in fabio.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+use http::Uri;
+use serde::{Serialize, Serializer};
+
+use super::Instance;
+use super::options::RouteOptions;
+use super::overrides::{self, Command, Del};
+use super::pick::Picker;
+use super::tag::{self, Source};
+use crate::cli::Strategy;
+
+/// One backend a route can send a request to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub service: String,
+    /// The Consul service ID, or the DST of an override line.
+    pub instance_id: String,
+    /// `scheme://address:port/`; the scheme follows `proto=`.
+    #[serde(serialize_with = "display")]
+    pub url: Uri,
+    /// Share of the route's traffic, 0 to 1; the route's targets sum to 1
+    /// (or all are 0, and the route serves nothing).
+    pub weight: f64,
+    /// The instance's Consul tags, or an override's `tags "..."`.
+    pub tags: Vec<String>,
+}
+
+/// Requests for one host and path prefix, and where they go.
+#[derive(Debug, Serialize)]
+pub struct Route {
+    /// Lower-cased; `""` for any host; `*.example.com` for a wildcard.
+    pub host: String,
+    pub path: String,
+    /// The services behind the route, sorted, comma-separated (usually one).
+    pub service: String,
+    pub targets: Vec<Target>,
+    pub opts: RouteOptions,
+    #[serde(skip)]
+    picker: Picker,
+}
+
+impl Route {
+    /// Picks a target by strategy and weights, skipping indices in `exclude`
+    /// (targets that already failed for this request, for the retry).
+    /// Lock-free (one atomic counter); None when every target is excluded or
+    /// has weight 0.
+    pub fn pick(&self, strategy: Strategy, exclude: &[usize]) -> Option<(usize, &Target)> {
+        let i = self.picker.pick(strategy, exclude)?;
+        self.targets.get(i).map(|t| (i, t))
+    }
+}
+
+/// Something in the input that was skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// `service web tag 'urlprefix-...'`, `overrides line 3` or `route host/path`.
+    pub source: String,
+    pub message: String,
+}
+
+/// The immutable routing table.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// Sorted by host, then path descending.
+    routes: Vec<Route>,
+    /// Exact host -> its run in `routes`.
+    exact: HashMap<Box<str>, Range<usize>>,
+    /// `example.com` for `*.example.com` -> its run.
+    wildcard: HashMap<Box<str>, Range<usize>>,
+    /// The host-less routes' run.
+    any: Range<usize>,
+}
+
+impl Table {
+    /// Builds from instances (any order) + the overrides text (KV value, may
+    /// be empty). Never fails: bad tags and bad override lines become Problems
+    /// and are skipped; everything else still applies.
+    pub fn build(instances: &[Instance], overrides: &str, tag_prefix: &str) -> (Table, Vec<Problem>) {
+        let mut b = Builder::default();
+        let mut order: Vec<&Instance> = instances.iter().collect();
+        order.sort_by(|a, c| (&a.service, &a.id).cmp(&(&c.service, &c.id)));
+        for inst in order {
+            b.add_instance(inst, tag_prefix);
+        }
+        for (line, cmd) in overrides::parse(overrides) {
+            let origin = format!("overrides line {line}");
+            match cmd {
+                Ok(cmd) => b.apply(cmd, &origin),
+                Err(message) => b.problems.push(Problem { source: origin, message }),
+            }
+        }
+        b.finish()
+    }
+
+    pub fn empty() -> Table {
+        Table::default()
+    }
+
+    /// The route for a request. `host`: the raw Host header value (any case,
+    /// may carry `:port`); `path`: the request path without the query.
+    pub fn lookup(&self, host: &str, path: &str) -> Option<&Route> {
+        let mut buf = [0u8; 256];
+        let host = normalize_host(host, &mut buf);
+        let host: &str = &host;
+        if !host.is_empty() {
+            if let Some(r) = self.exact.get(host).and_then(|run| self.longest_prefix(run, path)) {
+                return Some(r);
+            }
+            if !self.wildcard.is_empty() {
+                // Suffixes after each dot, longest (most specific) first.
+                let suffixes = host.match_indices('.').map(|(i, _)| &host[i + 1..]);
+                for suffix in suffixes {
+                    if let Some(r) = self.wildcard.get(suffix).and_then(|run| self.longest_prefix(run, path)) {
+                        return Some(r);
+                    }
+                }
+            }
+        }
+        self.longest_prefix(&self.any, path)
+    }
+
+    /// Every route, sorted by host, then path descending (for the API and UI).
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    fn longest_prefix(&self, run: &Range<usize>, path: &str) -> Option<&Route> {
+        self.routes[run.clone()].iter().find(|r| path.starts_with(r.path.as_str()))
+    }
+}
+
+/// Lower-cases the host and drops a `:port` and a trailing dot, without
+/// allocating for any host a DNS name can be (up to 255 bytes).
+fn normalize_host<'a>(raw: &'a str, buf: &'a mut [u8; 256]) -> Cow<'a, str> {
+    let host = match raw.strip_prefix('[') {
+        // `[::1]:80`: the port follows the bracket.
+        Some(_) => raw.find(']').map_or(raw, |end| &raw[..=end]),
+        None => match raw.split_once(':') {
+            Some((h, port)) if !port.contains(':') => h,
+            _ => raw,
+        },
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Cow::Borrowed(host);
+    }
+    match buf.get_mut(..host.len()) {
+        Some(dst) => {
+            for (d, s) in dst.iter_mut().zip(host.bytes()) {
+                *d = s.to_ascii_lowercase();
+            }
+            // ASCII lower-casing keeps UTF-8 valid; the fallback is unreachable.
+            match std::str::from_utf8(dst) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => Cow::Owned(host.to_ascii_lowercase()),
+            }
+        }
+        None => Cow::Owned(host.to_ascii_lowercase()),
+    }
+}
+
+fn display<S: Serializer>(uri: &Uri, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(uri)
+}
+
+/// A target while the table is being assembled.
+#[derive(Debug)]
+struct Pending {
+    service: String,
+    instance_id: String,
+    url: Uri,
+    tags: Vec<String>,
+    /// Index into `Builder::groups`: targets sharing an explicit weight.
+    group: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct PendingRoute {
+    /// The first contributor's options, and who that was.
+    opts: Option<(RouteOptions, String)>,
+    targets: Vec<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Builder {
+    routes: BTreeMap<Source, PendingRoute>,
+    /// Explicit weights: the share of a route's traffic for all the targets
+    /// in the group together.
+    groups: Vec<f64>,
+    /// A tag's `weight=` is shared by every instance of the service carrying
+    /// the same tag, so a service's share does not grow with its instances.
+    tag_groups: HashMap<(Source, String, String), usize>,
+    problems: Vec<Problem>,
+}
+
+impl Builder {
+    fn add_instance(&mut self, inst: &Instance, prefix: &str) {
+        for t in &inst.tags {
+            let Some(parsed) = tag::parse(t, prefix) else { continue };
+            let origin = format!("service {} tag '{t}'", inst.service);
+            let added = parsed.and_then(|r| {
+                let url = target_url(r.parsed.opts.proto.scheme(), &inst.address, inst.port)?;
+                let group = r.parsed.weight.map(|w| {
+                    let key = (r.source.clone(), inst.service.clone(), t.clone());
+                    *self.tag_groups.entry(key).or_insert_with(|| {
+                        self.groups.push(w);
+                        self.groups.len() - 1
+                    })
+                });
+                let target = Pending {
+                    service: inst.service.clone(),
+                    instance_id: inst.id.clone(),
+                    url,
+                    tags: inst.tags.clone(),
+                    group,
+                };
+                self.add(r.source, target, r.parsed.opts, &origin)
+            });
+            if let Err(message) = added {
+                self.problems.push(Problem { source: origin, message });
+            }
+        }
+    }
+
+    fn add(&mut self, source: Source, target: Pending, opts: RouteOptions, origin: &str) -> Result<(), String> {
+        let route = self.routes.entry(source).or_default();
+        let same = |p: &Pending| p.service == target.service && p.instance_id == target.instance_id;
+        if route.targets.iter().any(same) {
+            return Err("the same instance is already a target of this route; ignored".to_string());
+        }
+        match &route.opts {
+            None => route.opts = Some((opts, origin.to_string())),
+            Some((first, by)) if *first != opts => self.problems.push(Problem {
+                source: origin.to_string(),
+                message: format!("options differ from the route's, which come from {by}; the route keeps those"),
+            }),
+            Some(_) => {}
+        }
+        route.targets.push(target);
+        Ok(())
+    }
+
+    fn apply(&mut self, cmd: Command, origin: &str) {
+        match cmd {
+            Command::Add { service, source, dst, tags, parsed } => {
+                let group = parsed.weight.map(|w| {
+                    self.groups.push(w);
+                    self.groups.len() - 1
+                });
+                let target = Pending { service, instance_id: dst.to_string(), url: dst, tags, group };
+                if let Err(message) = self.add(source, target, parsed.opts, origin) {
+                    self.problems.push(Problem { source: origin.to_string(), message });
+                }
+            }
+            Command::Del(del) => self.delete(&del),
+            Command::Weight { service, source, weight, tags } => {
+                let Some(route) = self.routes.get_mut(&source) else { return };
+                let g = self.groups.len();
+                let mut any = false;
+                for t in route.targets.iter_mut().filter(|t| matches(t, service.as_deref(), &tags)) {
+                    t.group = Some(g);
+                    any = true;
+                }
+                if any {
+                    self.groups.push(weight);
+                }
+            }
+        }
+    }
+
+    fn delete(&mut self, del: &Del) {
+        let doomed = |src: &Source, t: &Pending| match del {
+            Del::Service(s) => t.service == *s,
+            Del::Route { service, source } => src == source && t.service == *service,
+            Del::Target { service, source, dst } => src == source && t.service == *service && same_url(&t.url, dst),
+            Del::Tags { service, tags } => matches(t, service.as_deref(), tags),
+        };
+        for (src, route) in &mut self.routes {
+            route.targets.retain(|t| !doomed(src, t));
+        }
+        // An emptied route is gone, options included: a later `route add`
+        // starts it afresh.
+        self.routes.retain(|_, r| !r.targets.is_empty());
+    }
+
+    fn finish(mut self) -> (Table, Vec<Problem>) {
+        let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
+        for (source, pending) in std::mem::take(&mut self.routes) {
+            let weights = weigh(&pending.targets, &self.groups);
+            if weights.iter().all(|&w| w == 0.0) {
+                self.problems.push(Problem {
+                    source: format!("route {}{}", source.host, source.path),
+                    message: "every target has weight 0; requests for it get 502".to_string(),
+                });
+            }
+            let mut services: Vec<&str> = pending.targets.iter().map(|t| t.service.as_str()).collect();
+            services.sort_unstable();
+            services.dedup();
+            let service = services.join(",");
+            let targets: Vec<Target> = pending
+                .targets
+                .into_iter()
+                .zip(&weights)
+                .map(|(p, &weight)| Target {
+                    service: p.service,
+                    instance_id: p.instance_id,
+                    url: p.url,
+                    weight,
+                    tags: p.tags,
+                })
+                .collect();
+            routes.push(Route {
+                host: source.host,
+                path: source.path,
+                service,
+                targets,
+                opts: pending.opts.map(|(o, _)| o).unwrap_or_default(),
+                picker: Picker::new(&weights),
+            });
+        }
+        routes.sort_by(|a, b| a.host.cmp(&b.host).then_with(|| b.path.cmp(&a.path)));
+
+        let mut table = Table { routes, ..Table::default() };
+        let mut start = 0;
+        while start < table.routes.len() {
+            let host = table.routes[start].host.as_str();
+            let end = start + table.routes[start..].iter().take_while(|r| r.host == host).count();
+            match host.strip_prefix("*.") {
+                _ if host.is_empty() => table.any = start..end,
+                Some(suffix) => _ = table.wildcard.insert(suffix.into(), start..end),
+                None => _ = table.exact.insert(host.into(), start..end),
+            }
+            start = end;
+        }
+        (table, self.problems)
+    }
+}
+
+/// Whether a target belongs to the service (any, when None) and carries all
+/// the tags.
+fn matches(t: &Pending, service: Option<&str>, tags: &[String]) -> bool {
+    service.is_none_or(|s| t.service == s) && tags.iter().all(|tag| t.tags.contains(tag))
+}
+
+/// `http://h:1` and `http://H:1/` name the same target.
+fn same_url(a: &Uri, b: &Uri) -> bool {
+    let key = |u: &Uri| {
+        (
+            u.scheme_str().map(str::to_ascii_lowercase),
+            u.authority().map(|a| a.as_str().to_ascii_lowercase()),
+            u.path().to_string(),
+        )
+    };
+    key(a) == key(b)
+}
+
+/// fabio's weights: each group of targets with an explicit weight gets that
+/// share of the route in total, split evenly among its targets; the rest is
+/// split evenly among the targets without one. Explicit shares summing over 1
+/// are scaled down to 1; if every target has an explicit weight and they sum
+/// under 1, they are scaled up to 1.
+fn weigh(targets: &[Pending], groups: &[f64]) -> Vec<f64> {
+    let mut members: BTreeMap<usize, usize> = BTreeMap::new();
+    for g in targets.iter().filter_map(|t| t.group) {
+        *members.entry(g).or_default() += 1;
+    }
+    let fixed: f64 = members.keys().map(|&g| groups[g]).sum();
+    let free = targets.iter().filter(|t| t.group.is_none()).count();
+    let scale = if fixed > 1.0 || (free == 0 && fixed > 0.0) { 1.0 / fixed } else { 1.0 };
+    let rest = if free > 0 { (1.0 - fixed * scale).max(0.0) / free as f64 } else { 0.0 };
+    targets
+        .iter()
+        .map(|t| match t.group {
+            Some(g) => groups[g] * scale / members[&g] as f64,
+            None => rest,
+        })
+        .collect()
+}
+
+fn target_url(scheme: &str, address: &str, port: u16) -> Result<Uri, String> {
+    let host = match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        Ok(v4) => v4.to_string(),
+        Err(_) if !address.is_empty() && address.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) => {
+            address.to_string()
+        }
+        Err(_) => return Err(format!("instance address '{address}' is not an IP address or host name")),
+    };
+    format!("{scheme}://{host}:{port}/").parse().map_err(|e| format!("target URL for '{address}': {e}"))
+}
+
+#[cfg(test)]
+mod tests;
