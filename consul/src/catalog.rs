@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use crate::blocking::{QueryOptions, Response};
-use crate::client::Client;
+use crate::client::{Client, segment};
 use crate::error::Error;
+use crate::types::{CatalogNode, Node};
 
 impl Client {
     /// `GET /v1/catalog/services`: every service name with the union of its
@@ -16,6 +17,27 @@ impl Client {
         let r = self.get::<BTreeMap<String, Option<Vec<String>>>>("v1/catalog/services", &[], opts).await?;
         Ok(Response {
             value: r.value.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect(),
+            index: r.index,
+            known_leader: r.known_leader,
+            last_contact_ms: r.last_contact_ms,
+        })
+    }
+
+    /// `GET /v1/catalog/nodes`: every node. Blocking on it wakes when a node
+    /// joins or leaves (not on service changes).
+    pub async fn catalog_nodes(&self, opts: &QueryOptions) -> Result<Response<Vec<Node>>, Error> {
+        self.get("v1/catalog/nodes", &[], opts).await
+    }
+
+    /// `GET /v1/catalog/node/:node`: one node with the services registered on
+    /// it; `None` when the node is unknown. Blocking on it wakes only on that
+    /// node's registration changes, so a watcher that follows each node
+    /// re-reads one node's services per change instead of the whole catalog.
+    pub async fn catalog_node(&self, node: &str, opts: &QueryOptions) -> Result<Response<Option<CatalogNode>>, Error> {
+        let path = format!("v1/catalog/node/{}", segment(node));
+        let r = self.get_opt::<Option<CatalogNode>>(&path, &[], opts).await?;
+        Ok(Response {
+            value: r.value.flatten(),
             index: r.index,
             known_leader: r.known_leader,
             last_contact_ms: r.last_contact_ms,

@@ -26,4 +26,12 @@ impl Client {
     pub async fn health_state_any(&self, opts: &QueryOptions) -> Result<Response<Vec<HealthCheck>>, Error> {
         self.get("v1/health/state/any", &[], opts).await
     }
+
+    /// `GET /v1/health/node/:node`: the node's own checks and those of every
+    /// service on it. Read together with the node's catalog entry, it gives a
+    /// consistent view of one node without reading the whole datacenter.
+    pub async fn health_node(&self, node: &str, opts: &QueryOptions) -> Result<Response<Vec<HealthCheck>>, Error> {
+        let path = format!("v1/health/node/{}", segment(node));
+        self.get(&path, &[], opts).await
+    }
 }

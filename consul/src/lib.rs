@@ -25,7 +25,7 @@ pub use blocking::{QueryOptions, Response, WatchIndex};
 pub use client::{Client, Config};
 pub use error::Error;
 pub use types::{
-    AgentService, CatalogService, CheckRegistration, CheckStatus, HealthCheck, KvPair, Node, ServiceEntry,
+    AgentService, CatalogNode, CatalogService, CheckRegistration, CheckStatus, HealthCheck, KvPair, Node, ServiceEntry,
     ServiceRegistration,
 };
 

@@ -111,6 +111,15 @@ pub struct CatalogService {
     pub meta: BTreeMap<String, String>,
 }
 
+/// `GET /v1/catalog/node/:node`: a node and its services by ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CatalogNode {
+    pub node: Node,
+    #[serde(default, deserialize_with = "null_default")]
+    pub services: BTreeMap<String, CatalogService>,
+}
+
 /// Status of a health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -197,6 +206,17 @@ mod tests {
         assert_eq!(e[0].address(), "10.0.0.1");
         assert_eq!(e[0].checks[1].status, CheckStatus::Unknown);
         assert!(!e[0].all_checks_passing());
+    }
+
+    #[test]
+    fn catalog_node_decodes() {
+        let json = r#"{"Node":{"ID":"x","Node":"n1","Address":"10.0.0.1","Datacenter":"dc1","Meta":null},
+            "Services":{"web1":{"ID":"web1","Service":"web","Tags":["urlprefix-/"],"Address":"","Port":80,"Meta":null}}}"#;
+        let n: CatalogNode = serde_json::from_str(json).unwrap();
+        assert_eq!(n.node.address, "10.0.0.1");
+        assert_eq!(n.services["web1"].tags, vec!["urlprefix-/".to_string()]);
+        let none: Option<CatalogNode> = serde_json::from_str("null").unwrap();
+        assert!(none.is_none());
     }
 
     #[test]
