@@ -82,7 +82,7 @@ impl VrrpSocket {
     pub async fn recv(&self, buf: &mut [u8]) -> Result<usize, NetError> {
         loop {
             let mut guard = self.fd.readable().await.map_err(NetError::io("wait for adverts"))?;
-            match guard.try_io(|inner| (&*inner.get_ref()).read(buf)) {
+            match guard.try_io(|inner| inner.get_ref().read(buf)) {
                 Ok(r) => return r.map_err(NetError::io("receive advert")),
                 Err(_would_block) => continue,
             }
