@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod conventions;
+pub mod kubernetes;
 pub mod reconcile;
 pub mod source;
 pub mod workload;
