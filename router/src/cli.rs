@@ -2,6 +2,7 @@
 //! variable so the router can be configured from a unit file or a pod spec.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -46,4 +47,28 @@ pub struct Cli {
     /// Consul KV key holding route overrides (`route add|del|weight` lines).
     #[arg(long, env = "ROUTER_OVERRIDES_KEY", default_value = "router/config")]
     pub overrides_key: String,
+
+    /// Longest wait for an upstream's response headers before answering 504
+    /// (e.g. `30s`, `2.5s`, `500ms`).
+    #[arg(long, env = "ROUTER_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Longest wait for a TCP (and TLS) connection to an upstream; an
+    /// idempotent request that cannot connect is retried on another instance.
+    #[arg(long, env = "ROUTER_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// On SIGTERM/SIGINT: how long in-flight requests may still run after the
+    /// listeners close.
+    #[arg(long, env = "ROUTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Wait time of each Consul blocking query; a query without an answer
+    /// after twice this is abandoned and restarted.
+    #[arg(long, env = "ROUTER_CONSUL_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub consul_wait: Duration,
+
+    /// How long to merge a burst of Consul changes into one table update.
+    #[arg(long, env = "ROUTER_COALESCE", default_value = "3ms", value_parser = humantime::parse_duration)]
+    pub coalesce: Duration,
 }

@@ -1,10 +1,114 @@
-//! router: see cli.rs for flags. The daemon itself is built in its own issue.
+//! router: routes HTTP by Host and path to the healthy instances Consul knows
+//! (fabio's `urlprefix-` tags), see cli.rs for flags.
+//!
+//! Data flow: discovery (Consul blocking queries) -> an immutable routing
+//! table swapped in with arc-swap -> the proxy and the admin listener, which
+//! only read it. SIGTERM/SIGINT stop the listeners and drain in-flight
+//! requests up to `--shutdown-grace`.
 
-mod cli;
+mod admin;
+mod discovery;
+mod metrics;
+mod proxy;
+mod serve;
 
+use router::{cli, routes};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
-    anyhow::bail!("router is not implemented yet (flags parsed: {cli:?})")
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(run(cli))
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    let consul =
+        consul::Client::with_config(consul::Config::new(cli.consul_addr.clone()).token(cli.consul_token.clone()))
+            .context("Consul address")?;
+    let shared = discovery::Shared::new();
+    let metrics = Arc::new(metrics::Metrics::default());
+
+    // Bind everything before watching Consul, so a port clash fails at once.
+    let mut proxy_listeners = Vec::new();
+    for addr in &cli.proxy_addr {
+        let l = TcpListener::bind(addr).await.with_context(|| format!("binding the proxy to {addr}"))?;
+        proxy_listeners.push(l);
+    }
+    let admin_listener = TcpListener::bind(cli.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin listener to {}", cli.admin_addr))?;
+
+    discovery::spawn(
+        consul,
+        discovery::Config {
+            tag_prefix: cli.tag_prefix.clone(),
+            overrides_key: cli.overrides_key.clone(),
+            timing: discovery::Timing {
+                wait: cli.consul_wait,
+                backoff_min: Duration::from_millis(100),
+                backoff_max: Duration::from_secs(5),
+            },
+            coalesce: cli.coalesce,
+        },
+        shared.clone(),
+    );
+
+    let proxy = Arc::new(proxy::Proxy {
+        shared: shared.clone(),
+        upstreams: proxy::Upstreams::new(cli.connect_timeout).context("TLS client configuration")?,
+        strategy: cli.strategy,
+        upstream_timeout: cli.upstream_timeout,
+        metrics: metrics.clone(),
+    });
+    let admin = Arc::new(admin::Admin { shared, metrics, overrides_key: cli.overrides_key.clone() });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for l in proxy_listeners {
+        tracing::info!(addr = %l.local_addr()?, "proxy listening");
+        let p = proxy.clone();
+        servers.spawn(serve::serve(
+            "proxy",
+            l,
+            move |req, conn| p.clone().handle(req, conn),
+            stop_rx.clone(),
+            cli.shutdown_grace,
+        ));
+    }
+    tracing::info!(addr = %admin_listener.local_addr()?, "admin listening");
+    servers.spawn(serve::serve(
+        "admin",
+        admin_listener,
+        move |req, conn| admin.clone().handle(req, conn),
+        stop_rx,
+        cli.shutdown_grace,
+    ));
+
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+    let _ = stop_tx.send(true);
+    while servers.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    Ok(())
 }

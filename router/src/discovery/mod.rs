@@ -1,0 +1,260 @@
+//! Discovery: follows Consul with blocking queries and publishes a routing
+//! table whenever something that matters changed.
+//!
+//! The cost of one change must not grow with the catalog the way fabio's
+//! does (it re-reads every service on every change), and the number of
+//! blocking queries must stay under Consul's `http_max_conns_per_client`
+//! (200), so discovery watches per node, not per service:
+//! - `catalog/nodes` gives the nodes to follow;
+//! - per node, `catalog/node/<node>` wakes on that node's registrations and
+//!   is read together with `health/node/<node>` (one consistent view of the
+//!   node, so a new instance is never routed before its checks are known);
+//! - `health/state/any` wakes on any check change anywhere;
+//! - the overrides KV key.
+//!
+//! A coordinator task owns the caches, merges bursts of changes for a few
+//! milliseconds, rebuilds the table from the caches (no Consul round trip)
+//! and swaps it in. A failed read changes nothing: each cache keeps its last
+//! good state, so an outage or a leader loss never empties the table.
+
+mod backoff;
+mod model;
+pub mod status;
+mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use consul::{CatalogNode, HealthCheck, Node, QueryOptions, Response};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::routes::Table;
+use model::Catalog;
+pub use status::{Shared, Snapshot};
+pub use watch::Timing;
+
+/// What discovery needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tag_prefix: String,
+    pub overrides_key: String,
+    pub timing: Timing,
+    /// How long to wait for more changes before rebuilding.
+    pub coalesce: Duration,
+}
+
+/// A change read by one watch.
+enum Event {
+    Nodes(Vec<Node>),
+    Node { name: String, node: Option<CatalogNode>, checks: Vec<HealthCheck>, checks_index: u64 },
+    Checks(Vec<HealthCheck>, u64),
+    Overrides(String),
+}
+
+/// Starts the watches and the coordinator; they run until the process ends.
+pub fn spawn(client: consul::Client, config: Config, shared: Arc<Shared>) -> JoinHandle<()> {
+    tokio::spawn(Coordinator::new(client, config, shared).run())
+}
+
+/// Upper bound on merging: a steady stream of changes still publishes.
+const MAX_COALESCE: Duration = Duration::from_millis(50);
+
+struct Coordinator {
+    client: consul::Client,
+    config: Config,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Event>,
+    rx: mpsc::Receiver<Event>,
+    catalog: Catalog,
+    node_watches: BTreeMap<String, JoinHandle<()>>,
+    /// Nodes not read yet: the first table waits for them, so it is complete.
+    unread: BTreeSet<String>,
+    have_nodes: bool,
+    have_checks: bool,
+    overrides: Option<String>,
+    last_problems: Vec<String>,
+}
+
+impl Coordinator {
+    fn new(client: consul::Client, config: Config, shared: Arc<Shared>) -> Self {
+        let (tx, rx) = mpsc::channel(1024);
+        Coordinator {
+            client,
+            config,
+            shared,
+            tx,
+            rx,
+            catalog: Catalog::default(),
+            node_watches: BTreeMap::new(),
+            unread: BTreeSet::new(),
+            have_nodes: false,
+            have_checks: false,
+            overrides: None,
+            last_problems: Vec::new(),
+        }
+    }
+
+    async fn run(mut self) {
+        self.spawn_global_watches();
+        while let Some(ev) = self.rx.recv().await {
+            self.apply(ev);
+            let deadline = Instant::now() + MAX_COALESCE;
+            while Instant::now() < deadline {
+                match tokio::time::timeout(self.config.coalesce, self.rx.recv()).await {
+                    Ok(Some(ev)) => self.apply(ev),
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            if self.have_nodes && self.have_checks && self.overrides.is_some() && self.unread.is_empty() {
+                self.publish();
+            }
+        }
+    }
+
+    fn spawn_global_watches(&self) {
+        let t = self.config.timing;
+        let c = self.client.clone();
+        tokio::spawn(watch::run(
+            "catalog/nodes".into(),
+            t,
+            self.shared.clone(),
+            self.tx.clone(),
+            move |o| {
+                let c = c.clone();
+                async move { c.catalog_nodes(&o).await }
+            },
+            |nodes, _| Event::Nodes(nodes),
+        ));
+        let c = self.client.clone();
+        tokio::spawn(watch::run(
+            "health/state/any".into(),
+            t,
+            self.shared.clone(),
+            self.tx.clone(),
+            move |o| {
+                let c = c.clone();
+                async move { c.health_state_any(&o).await }
+            },
+            Event::Checks,
+        ));
+        let c = self.client.clone();
+        let key = self.config.overrides_key.clone();
+        tokio::spawn(watch::run(
+            format!("kv/{key}"),
+            t,
+            self.shared.clone(),
+            self.tx.clone(),
+            move |o| {
+                let c = c.clone();
+                let key = key.clone();
+                async move { c.kv_get(&key, &o).await }
+            },
+            |pair, _| {
+                Event::Overrides(pair.map(|p| String::from_utf8_lossy(&p.value).into_owned()).unwrap_or_default())
+            },
+        ));
+    }
+
+    fn spawn_node_watch(&self, name: &str) -> JoinHandle<()> {
+        let c = self.client.clone();
+        let node = name.to_string();
+        let ev_node = name.to_string();
+        tokio::spawn(watch::run(
+            format!("catalog/node/{name}"),
+            self.config.timing,
+            self.shared.clone(),
+            self.tx.clone(),
+            move |o| {
+                let c = c.clone();
+                let node = node.clone();
+                async move {
+                    let services = c.catalog_node(&node, &o).await?;
+                    let checks = c.health_node(&node, &QueryOptions::default()).await?;
+                    Ok(Response {
+                        value: (services.value, checks.value, checks.index),
+                        index: services.index,
+                        known_leader: services.known_leader && checks.known_leader,
+                        last_contact_ms: services.last_contact_ms,
+                    })
+                }
+            },
+            move |(node, checks, checks_index), _| Event::Node { name: ev_node.clone(), node, checks, checks_index },
+        ))
+    }
+
+    fn apply(&mut self, ev: Event) {
+        match ev {
+            Event::Nodes(nodes) => {
+                self.have_nodes = true;
+                let names: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
+                let gone: Vec<String> = self.node_watches.keys().filter(|n| !names.contains(*n)).cloned().collect();
+                for name in gone {
+                    tracing::info!(node = %name, "node left the catalog");
+                    if let Some(h) = self.node_watches.remove(&name) {
+                        h.abort();
+                    }
+                    self.catalog.nodes.remove(&name);
+                    self.unread.remove(&name);
+                }
+                for n in nodes {
+                    if !self.node_watches.contains_key(&n.name) {
+                        tracing::debug!(node = %n.name, "following node");
+                        let h = self.spawn_node_watch(&n.name);
+                        self.node_watches.insert(n.name.clone(), h);
+                        self.unread.insert(n.name.clone());
+                    }
+                    self.catalog.nodes.entry(n.name).or_default().address = n.address;
+                }
+            }
+            Event::Node { name, node, checks, checks_index } => {
+                let Some(state) = self.catalog.nodes.get_mut(&name) else { return };
+                self.unread.remove(&name);
+                match node {
+                    Some(n) => {
+                        state.address = n.node.address;
+                        state.services = n.services.into_values().collect();
+                    }
+                    None => state.services.clear(),
+                }
+                if checks_index >= state.checks_index {
+                    state.checks = checks;
+                    state.checks_index = checks_index;
+                }
+            }
+            Event::Checks(checks, index) => {
+                self.have_checks = true;
+                self.catalog.apply_all_checks(checks, index);
+            }
+            Event::Overrides(text) => self.overrides = Some(text),
+        }
+    }
+
+    fn publish(&mut self) {
+        let started = Instant::now();
+        let prefix = &self.config.tag_prefix;
+        let instances = self.catalog.instances(prefix);
+        let overrides = self.overrides.clone().unwrap_or_default();
+        let (table, problems) = Table::build(&instances, &overrides, prefix);
+        let shown: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.source, p.message)).collect();
+        if shown != self.last_problems {
+            for p in &problems {
+                tracing::warn!(source = %p.source, problem = %p.message, "route skipped");
+            }
+            self.last_problems = shown;
+        }
+        let routes = table.len();
+        let n = instances.len();
+        self.shared.snapshot.store(Arc::new(Snapshot {
+            table,
+            problems,
+            overrides,
+            instances: n,
+            built_unix_ms: status::unix_ms(),
+        }));
+        self.shared.status.set_loaded();
+        tracing::debug!(routes, instances = n, build_us = started.elapsed().as_micros() as u64, "table published");
+    }
+}

@@ -1,0 +1,248 @@
+//! Header and URI rewriting between client and upstream, kept free of I/O so
+//! every rule is unit-tested: hop-by-hop headers (RFC 9110 section 7.6.1) are
+//! dropped, the client's identity is passed on in `X-Forwarded-*`,
+//! `Forwarded` (RFC 7239) and `X-Real-Ip`, and the path is rewritten by the
+//! route's `strip=` and `prepend=` options.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1),
+/// plus the non-standard `Proxy-Connection` that some clients still send.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The protocol a request asks to switch to (`Connection: upgrade` plus
+/// `Upgrade: X`), e.g. `websocket`.
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if asks { headers.get(header::UPGRADE).cloned() } else { None }
+}
+
+/// Drops hop-by-hop headers and those the `Connection` header names. When
+/// `upgrade` is set the message is a protocol switch, and `Connection:
+/// upgrade` plus `Upgrade` are put back so the next hop sees the request.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(proto) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto.clone());
+    }
+}
+
+/// Who asked, as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    /// The Host the client sent (with any port), empty if none.
+    pub host: String,
+    /// Port of the listener the request came in on.
+    pub local_port: u16,
+}
+
+/// Adds the client's identity. `X-Forwarded-For` and `Forwarded` are lists
+/// each proxy appends to; the single-valued ones are set only when no proxy in
+/// front set them already, so the first proxy's view survives.
+pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
+    let ip = client.ip.to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip.clone(),
+    };
+    set(headers, "x-forwarded-for", &xff);
+    set_if_absent(headers, "x-forwarded-proto", "http");
+    if !client.host.is_empty() {
+        set_if_absent(headers, "x-forwarded-host", &client.host);
+    }
+    set_if_absent(headers, "x-forwarded-port", &client.local_port.to_string());
+    set_if_absent(headers, "x-real-ip", &ip);
+    let node = match client.ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(_) => format!("\"[{ip}]\""),
+    };
+    let mut elem = format!("for={node};proto=http");
+    if !client.host.is_empty() {
+        elem.push_str(&format!(";host=\"{}\"", client.host.replace(['"', '\\'], "")));
+    }
+    let fwd = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {elem}"),
+        _ => elem,
+    };
+    set(headers, header::FORWARDED.as_str(), &fwd);
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+fn set_if_absent(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if !headers.contains_key(name) {
+        set(headers, name, value);
+    }
+}
+
+/// The request path after the route's options: `strip` removes a leading
+/// prefix (only on a segment boundary), `prepend` adds one.
+pub fn rewrite_path(path: &str, strip: Option<&str>, prepend: Option<&str>) -> String {
+    let mut p = path.to_string();
+    if let Some(s) = strip.map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty())
+        && let Some(rest) = p.strip_prefix(s)
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        p = if rest.is_empty() { "/".to_string() } else { rest.to_string() };
+    }
+    if let Some(pre) = prepend.map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty()) {
+        let pre = if pre.starts_with('/') { pre.to_string() } else { format!("/{pre}") };
+        p = format!("{pre}{p}");
+    }
+    p
+}
+
+/// The upstream URI: the target's scheme and authority, the target's own
+/// path (if any) followed by the rewritten request path, and the query.
+pub fn upstream_uri(target: &Uri, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+    let base = target.path().trim_end_matches('/');
+    let mut pq = format!("{base}{path}");
+    if pq.is_empty() {
+        pq.push('/');
+    }
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = target.scheme().cloned();
+    parts.authority = target.authority().cloned();
+    parts.path_and_query = Some(PathAndQuery::try_from(pq)?);
+    Ok(Uri::from_parts(parts)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "Basic x"),
+            ("accept", "*/*"),
+        ]);
+        remove_hop_by_hop(&mut h, None);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn upgrades_keep_their_headers() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]);
+        let proto = upgrade_protocol(&h);
+        assert_eq!(proto.as_ref().map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+        remove_hop_by_hop(&mut h, proto.as_ref());
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["sec-websocket-key"], "k");
+    }
+
+    #[test]
+    fn upgrade_needs_connection_upgrade() {
+        assert!(upgrade_protocol(&map(&[("upgrade", "websocket")])).is_none());
+        assert!(upgrade_protocol(&map(&[("connection", "keep-alive, upgrade"), ("upgrade", "h2c")])).is_some());
+    }
+
+    fn client(ip: &str) -> ClientInfo {
+        ClientInfo { ip: ip.parse().unwrap(), host: "app.example.com:8080".into(), local_port: 9999 }
+    }
+
+    #[test]
+    fn forwarded_headers_are_added() {
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, &client("10.1.2.3"));
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.example.com:8080");
+        assert_eq!(h["x-forwarded-port"], "9999");
+        assert_eq!(h["x-real-ip"], "10.1.2.3");
+        assert_eq!(h["forwarded"], "for=10.1.2.3;proto=http;host=\"app.example.com:8080\"");
+    }
+
+    #[test]
+    fn forwarded_lists_are_appended_and_first_proxy_values_kept() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-real-ip", "1.1.1.1"),
+            ("forwarded", "for=1.1.1.1"),
+        ]);
+        add_forwarded(&mut h, &client("::1"));
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, ::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-real-ip"], "1.1.1.1");
+        assert_eq!(h["forwarded"], "for=1.1.1.1, for=\"[::1]\";proto=http;host=\"app.example.com:8080\"");
+    }
+
+    #[test]
+    fn strip_and_prepend() {
+        assert_eq!(rewrite_path("/api/users", Some("/api"), None), "/users");
+        assert_eq!(rewrite_path("/api", Some("/api"), None), "/");
+        assert_eq!(rewrite_path("/api/", Some("/api/"), None), "/");
+        assert_eq!(rewrite_path("/apix/users", Some("/api"), None), "/apix/users", "segment boundary only");
+        assert_eq!(rewrite_path("/other", Some("/api"), None), "/other");
+        assert_eq!(rewrite_path("/users", None, Some("/v2")), "/v2/users");
+        assert_eq!(rewrite_path("/users", None, Some("v2/")), "/v2/users");
+        assert_eq!(rewrite_path("/api/users", Some("/api"), Some("/v2")), "/v2/users");
+        assert_eq!(rewrite_path("/x", None, None), "/x");
+    }
+
+    #[test]
+    fn upstream_uri_joins_target_and_path() {
+        let t: Uri = "http://10.0.0.1:8080/".parse().unwrap();
+        assert_eq!(upstream_uri(&t, "/a/b", Some("x=1")).unwrap().to_string(), "http://10.0.0.1:8080/a/b?x=1");
+        let t: Uri = "https://10.0.0.1:8443/base/".parse().unwrap();
+        assert_eq!(upstream_uri(&t, "/a", None).unwrap().to_string(), "https://10.0.0.1:8443/base/a");
+        let t: Uri = "http://h:1".parse().unwrap();
+        assert_eq!(upstream_uri(&t, "/", None).unwrap().to_string(), "http://h:1/");
+    }
+}

@@ -1,0 +1,203 @@
+//! The proxy: finds the route for a request in the published table (one
+//! atomic load, no lock), applies the route's options, and forwards to one of
+//! its targets over a pooled keep-alive client, streaming bodies both ways.
+//!
+//! Outcomes the DESIGN fixes: no route 404, client refused by `allow`/`deny`
+//! 403, every tried target failed 502, no response headers within the upstream
+//! timeout 504. An idempotent request without a body whose connect fails is
+//! retried once on another target, so one dead instance costs no GET.
+
+mod client;
+mod headers;
+mod tunnel;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Body, Incoming};
+
+use crate::cli::Strategy;
+use crate::discovery::Shared;
+use crate::metrics::{Key, Metrics};
+use crate::routes::{HostHeader, Route};
+use crate::serve::{Conn, RespBody, full};
+use client::UpBody;
+pub use client::Upstreams;
+use headers::ClientInfo;
+
+pub struct Proxy {
+    pub shared: Arc<Shared>,
+    pub upstreams: Upstreams,
+    pub strategy: Strategy,
+    pub upstream_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Attempts per request: the first target and one retry elsewhere.
+const MAX_ATTEMPTS: usize = 2;
+
+fn idempotent(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+fn text(status: StatusCode, msg: String) -> Response<RespBody> {
+    let mut r = Response::new(full(msg));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn empty_body() -> UpBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+impl Proxy {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Conn) -> Response<RespBody> {
+        let started = Instant::now();
+        let snapshot = self.shared.snapshot.load_full();
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("")
+            .to_string();
+        let path = req.uri().path().to_string();
+        let Some(route) = snapshot.table.lookup(&host, &path) else {
+            let resp = text(StatusCode::NOT_FOUND, format!("no route for {host}{path}\n"));
+            self.observe("", "", resp.status(), started);
+            return resp;
+        };
+        let route_name = format!("{}{}", route.host, route.path);
+        let resp = self.forward(route, &route_name, req, conn, host).await;
+        self.observe(&route.service, &route_name, resp.status(), started);
+        resp
+    }
+
+    fn observe(&self, service: &str, route: &str, status: StatusCode, started: Instant) {
+        let key = Key { service: service.to_string(), route: route.to_string(), status: status.as_u16() };
+        self.metrics.observe(key, started.elapsed());
+    }
+
+    async fn forward(
+        &self,
+        route: &Route,
+        route_name: &str,
+        mut req: Request<Incoming>,
+        conn: Conn,
+        host: String,
+    ) -> Response<RespBody> {
+        let opts = &route.opts;
+        if !opts.allows(conn.peer.ip()) {
+            return text(StatusCode::FORBIDDEN, format!("{} may not use this route\n", conn.peer.ip()));
+        }
+        if let Some(r) = &opts.redirect {
+            let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let status = StatusCode::from_u16(r.code).unwrap_or(StatusCode::FOUND);
+            let mut resp = text(status, String::new());
+            match HeaderValue::from_str(&r.location(pq)) {
+                Ok(loc) => {
+                    resp.headers_mut().insert(header::LOCATION, loc);
+                }
+                Err(_) => return text(StatusCode::BAD_GATEWAY, "redirect target is not a valid header\n".into()),
+            }
+            return resp;
+        }
+
+        let upgrade = headers::upgrade_protocol(req.headers());
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let retryable = idempotent(&parts.method) && body.is_end_stream() && upgrade.is_none();
+        let mut body = Some(body.boxed());
+        let path = headers::rewrite_path(parts.uri.path(), opts.strip.as_deref(), opts.prepend.as_deref());
+        let client_info = ClientInfo { ip: conn.peer.ip(), host: host.clone(), local_port: conn.local.port() };
+        let mut headers_out = parts.headers.clone();
+        headers::remove_hop_by_hop(&mut headers_out, upgrade.as_ref());
+        headers::add_forwarded(&mut headers_out, &client_info);
+        let upstream = self.upstreams.for_route(opts.tls_skip_verify);
+
+        let mut tried: Vec<usize> = Vec::with_capacity(MAX_ATTEMPTS);
+        let mut last_error = String::from("the route has no target with a weight above 0");
+        while tried.len() < MAX_ATTEMPTS {
+            let Some((idx, target)) = route.pick(self.strategy, &tried) else { break };
+            tried.push(idx);
+            let uri = match headers::upstream_uri(&target.url, &path, parts.uri.query()) {
+                Ok(u) => u,
+                Err(e) => {
+                    last_error = format!("bad upstream URI for {}: {e}", target.url);
+                    continue;
+                }
+            };
+            let mut out = Request::new(body.take().unwrap_or_else(empty_body));
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            *out.version_mut() = Version::HTTP_11;
+            *out.headers_mut() = headers_out.clone();
+            let host_out = match &opts.host {
+                HostHeader::Keep => host.clone(),
+                HostHeader::Dst => target.url.authority().map(|a| a.to_string()).unwrap_or_default(),
+                HostHeader::Name(n) => n.clone(),
+            };
+            match HeaderValue::from_str(&host_out) {
+                Ok(v) if !host_out.is_empty() => {
+                    out.headers_mut().insert(header::HOST, v);
+                }
+                _ => {
+                    out.headers_mut().remove(header::HOST);
+                }
+            }
+            match tokio::time::timeout(self.upstream_timeout, upstream.request(out)).await {
+                Err(_) => {
+                    tracing::warn!(route = route_name, target = %target.url, timeout = ?self.upstream_timeout, "upstream timed out");
+                    return text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "{} did not answer within {}\n",
+                            target.url,
+                            humantime::format_duration(self.upstream_timeout)
+                        ),
+                    );
+                }
+                Ok(Err(e)) => {
+                    let connect = e.is_connect();
+                    last_error = format!("{}: {}", target.url, error_chain(&e));
+                    tracing::warn!(route = route_name, target = %target.url, error = %last_error, connect, "upstream failed");
+                    if connect && retryable {
+                        continue;
+                    }
+                    break;
+                }
+                Ok(Ok(mut resp)) => {
+                    let up_upgrade = headers::upgrade_protocol(resp.headers());
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                        && let Some(client_up) = client_upgrade
+                    {
+                        let upstream_up = hyper::upgrade::on(&mut resp);
+                        tunnel::spawn(client_up, upstream_up, route_name.to_string());
+                        headers::remove_hop_by_hop(resp.headers_mut(), up_upgrade.as_ref());
+                        return resp.map(|b| b.boxed());
+                    }
+                    headers::remove_hop_by_hop(resp.headers_mut(), None);
+                    return resp.map(|b| b.boxed());
+                }
+            }
+        }
+        text(StatusCode::BAD_GATEWAY, format!("no upstream answered: {last_error}\n"))
+    }
+}
+
+/// The error with its causes, which is where hyper-util puts "connection
+/// refused".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
