@@ -16,13 +16,518 @@ fn build(instances: &[Instance], overrides: &str) -> (Table, Vec<Problem>) {
     Table::build(instances, overrides, "urlprefix-")
 }
 
+fn clean(instances: &[Instance], overrides: &str) -> Table {
+    let (t, problems) = build(instances, overrides);
+    assert!(problems.is_empty(), "{problems:?}");
+    t
+}
+
+/// `service@host/path` of the route a request lands on, or "none".
+fn hit(t: &Table, host: &str, path: &str) -> String {
+    t.lookup(host, path).map_or("none".into(), |r| format!("{}@{}{}", r.service, r.host, r.path))
+}
+
+fn weights(t: &Table, host: &str, path: &str) -> Vec<(String, f64)> {
+    let r = t.lookup(host, path).expect("route");
+    r.targets.iter().map(|t| (t.instance_id.clone(), (t.weight * 1e6).round() / 1e6)).collect()
+}
+
+fn w(pairs: &[(&str, f64)]) -> Vec<(String, f64)> {
+    pairs.iter().map(|(id, w)| (id.to_string(), (w * 1e6).round() / 1e6)).collect()
+}
+
 #[test]
 fn one_tag_one_route() {
-    let (t, problems) = build(&[inst("web", "web-1", 8080, &["urlprefix-example.com/"])], "");
-    assert!(problems.is_empty(), "{problems:?}");
+    let t = clean(&[inst("web", "web-1", 8080, &["urlprefix-example.com/", "production"])], "");
     assert_eq!(t.len(), 1);
+    assert!(!t.is_empty());
     let r = t.lookup("example.com", "/x").expect("route");
-    assert_eq!(r.service, "web");
-    assert_eq!(r.targets[0].url, "http://10.0.0.1:8080/");
+    assert_eq!((r.host.as_str(), r.path.as_str(), r.service.as_str()), ("example.com", "/", "web"));
+    assert_eq!(r.targets.len(), 1);
+    let target = &r.targets[0];
+    assert_eq!(target.url, "http://10.0.0.1:8080/");
+    assert_eq!(target.instance_id, "web-1");
+    assert_eq!(target.weight, 1.0);
+    assert_eq!(target.tags, vec!["urlprefix-example.com/", "production"]);
     assert_eq!(r.pick(Strategy::Rr, &[]).map(|(i, _)| i), Some(0));
+    assert_eq!(r.pick(Strategy::Rnd, &[]).map(|(i, _)| i), Some(0));
+    assert!(r.pick(Strategy::Rr, &[0]).is_none());
+}
+
+#[test]
+fn empty_table() {
+    let t = Table::empty();
+    assert!(t.is_empty());
+    assert_eq!(t.len(), 0);
+    assert!(t.lookup("example.com", "/").is_none());
+    assert!(clean(&[], "").is_empty());
+    assert!(clean(&[inst("db", "db-1", 5432, &["primary"])], "").is_empty(), "no urlprefix tag, no route");
+}
+
+#[test]
+fn host_header_port_case_and_trailing_dot_are_ignored() {
+    let t = clean(&[inst("web", "w", 1, &["urlprefix-Example.com/"]), inst("v6", "v", 2, &["urlprefix-[::1]/"])], "");
+    for host in ["example.com", "EXAMPLE.com", "example.com:8080", "Example.Com:80", "example.com.", "example.com.:9"] {
+        assert_eq!(hit(&t, host, "/"), "web@example.com/", "{host}");
+    }
+    for host in ["[::1]", "[::1]:80"] {
+        assert_eq!(hit(&t, host, "/"), "v6@[::1]/", "{host}");
+    }
+    assert_eq!(hit(&t, "example.org", "/"), "none");
+    assert_eq!(hit(&t, "", "/"), "none");
+    assert_eq!(hit(&t, "::1", "/"), "none", "an unbracketed IPv6 host is not split at a colon");
+}
+
+#[test]
+fn very_long_mixed_case_host_still_matches() {
+    let long = format!("{}.example.com", "a".repeat(300));
+    let t = clean(&[inst("web", "w", 1, &[&format!("urlprefix-{long}/")])], "");
+    assert_eq!(hit(&t, &long.to_uppercase(), "/"), format!("web@{long}/"));
+}
+
+#[test]
+fn exact_beats_wildcard_and_specific_wildcard_beats_broad() {
+    let t = clean(
+        &[
+            inst("exact", "e", 1, &["urlprefix-a.example.com/"]),
+            inst("wild", "w", 2, &["urlprefix-*.example.com/"]),
+            inst("deeper", "d", 3, &["urlprefix-*.a.example.com/"]),
+            inst("tld", "t", 4, &["urlprefix-*.com/"]),
+        ],
+        "",
+    );
+    assert_eq!(hit(&t, "a.example.com", "/"), "exact@a.example.com/");
+    assert_eq!(hit(&t, "b.example.com", "/"), "wild@*.example.com/");
+    assert_eq!(hit(&t, "x.y.example.com", "/"), "wild@*.example.com/", "a wildcard spans several labels");
+    assert_eq!(hit(&t, "x.a.example.com", "/"), "deeper@*.a.example.com/");
+    assert_eq!(hit(&t, "X.A.Example.com:443", "/"), "deeper@*.a.example.com/");
+    assert_eq!(hit(&t, "example.com", "/"), "tld@*.com/", "*.example.com does not match example.com itself");
+    assert_eq!(hit(&t, "other.org", "/"), "none");
+}
+
+#[test]
+fn longest_path_prefix_wins_and_prefix_is_plain_string_prefix() {
+    let t = clean(
+        &[
+            inst("root", "r", 1, &["urlprefix-/"]),
+            inst("api", "a", 2, &["urlprefix-/api"]),
+            inst("v1", "v", 3, &["urlprefix-/api/v1/"]),
+            inst("case", "c", 4, &["urlprefix-/API"]),
+        ],
+        "",
+    );
+    assert_eq!(hit(&t, "any", "/"), "root@/");
+    assert_eq!(hit(&t, "any", "/index.html"), "root@/");
+    assert_eq!(hit(&t, "any", "/api"), "api@/api");
+    assert_eq!(hit(&t, "any", "/api/v1/users"), "v1@/api/v1/");
+    assert_eq!(hit(&t, "any", "/api/v1"), "api@/api", "/api/v1/ is not a prefix of /api/v1");
+    assert_eq!(hit(&t, "any", "/apis"), "api@/api", "fabio's prefix match is on the string");
+    assert_eq!(hit(&t, "any", "/API/x"), "case@/API", "paths are case-sensitive");
+    assert_eq!(hit(&t, "any", "relative"), "none");
+}
+
+#[test]
+fn host_routes_beat_hostless_and_fall_back_in_fabio_order() {
+    let t = clean(
+        &[
+            inst("any-root", "1", 1, &["urlprefix-/"]),
+            inst("any-static", "2", 2, &["urlprefix-/static"]),
+            inst("exact-api", "3", 3, &["urlprefix-app.example.com/api"]),
+            inst("wild-root", "4", 4, &["urlprefix-*.example.com/admin"]),
+        ],
+        "",
+    );
+    // The host's own route wins even over a longer host-less prefix.
+    assert_eq!(hit(&t, "app.example.com", "/api/static"), "exact-api@app.example.com/api");
+    // The exact host has no route for /admin: the wildcard has.
+    assert_eq!(hit(&t, "app.example.com", "/admin"), "wild-root@*.example.com/admin");
+    // Neither exact nor wildcard covers /static: the host-less routes do.
+    assert_eq!(hit(&t, "app.example.com", "/static/x.css"), "any-static@/static");
+    assert_eq!(hit(&t, "app.example.com", "/"), "any-root@/");
+    assert_eq!(hit(&t, "unknown.org", "/static"), "any-static@/static");
+}
+
+#[test]
+fn no_hostless_routes_means_no_fallback() {
+    let t = clean(&[inst("web", "w", 1, &["urlprefix-example.com/app"])], "");
+    assert_eq!(hit(&t, "example.com", "/other"), "none");
+    assert_eq!(hit(&t, "other.com", "/app"), "none");
+}
+
+#[test]
+fn routes_are_sorted_by_host_then_path_descending() {
+    let t = clean(
+        &[
+            inst("a", "1", 1, &["urlprefix-b.com/", "urlprefix-b.com/x", "urlprefix-/", "urlprefix-/z"]),
+            inst("a", "2", 1, &["urlprefix-*.b.com/", "urlprefix-a.com/"]),
+        ],
+        "",
+    );
+    let order: Vec<String> = t.routes().iter().map(|r| format!("{}{}", r.host, r.path)).collect();
+    assert_eq!(order, vec!["/z", "/", "*.b.com/", "a.com/", "b.com/x", "b.com/"]);
+}
+
+#[test]
+fn instances_of_several_services_share_a_route() {
+    let t = clean(
+        &[
+            inst("web", "web-1", 1, &["urlprefix-/"]),
+            inst("web", "web-2", 2, &["urlprefix-/"]),
+            inst("legacy", "legacy-1", 3, &["urlprefix-/"]),
+        ],
+        "",
+    );
+    let r = t.lookup("x", "/").expect("route");
+    assert_eq!(r.service, "legacy,web");
+    assert_eq!(weights(&t, "x", "/"), w(&[("legacy-1", 1.0 / 3.0), ("web-1", 1.0 / 3.0), ("web-2", 1.0 / 3.0)]));
+}
+
+#[test]
+fn instance_order_does_not_matter() {
+    let mut list = vec![
+        inst("b", "b-2", 2, &["urlprefix-/ weight=0.3", "urlprefix-x.com/"]),
+        inst("a", "a-1", 1, &["urlprefix-/"]),
+        inst("b", "b-1", 1, &["urlprefix-/ weight=0.3"]),
+        inst("c", "c-1", 1, &["urlprefix-*.x.com/"]),
+    ];
+    let json = |l: &[Instance]| serde_json::to_string(clean(l, "").routes()).expect("json");
+    let forward = json(&list);
+    list.reverse();
+    assert_eq!(forward, json(&list));
+}
+
+#[test]
+fn target_urls_follow_proto_and_bracket_ipv6() {
+    let mut v6 = inst("v6", "v6-1", 8443, &["urlprefix-v6.com/ proto=https"]);
+    v6.address = "fd00::7".into();
+    let mut named = inst("named", "n-1", 80, &["urlprefix-named.com/"]);
+    named.address = "backend-1.internal".into();
+    let t = clean(&[v6, named], "");
+    assert_eq!(t.lookup("v6.com", "/").expect("v6").targets[0].url, "https://[fd00::7]:8443/");
+    assert_eq!(t.lookup("named.com", "/").expect("named").targets[0].url, "http://backend-1.internal:80/");
+}
+
+#[test]
+fn malformed_tags_are_skipped_with_a_problem_naming_service_and_tag() {
+    let (t, problems) = build(
+        &[
+            inst("web", "web-1", 1, &["urlprefix-/ok", "urlprefix-nopath", "urlprefix-/w weight=7", "other"]),
+            inst("api", "api-1", 2, &["urlprefix-/api redirect=200,http://x", "urlprefix-/api2 allow=ip:300.0.0.0/8"]),
+        ],
+        "",
+    );
+    assert_eq!(t.routes().iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), vec!["/ok"]);
+    let sources: Vec<&str> = problems.iter().map(|p| p.source.as_str()).collect();
+    assert_eq!(
+        sources,
+        vec![
+            "service api tag 'urlprefix-/api redirect=200,http://x'",
+            "service api tag 'urlprefix-/api2 allow=ip:300.0.0.0/8'",
+            "service web tag 'urlprefix-nopath'",
+            "service web tag 'urlprefix-/w weight=7'",
+        ]
+    );
+    assert!(problems[0].message.contains("redirect code"));
+    assert!(problems[1].message.contains("not an IP"));
+    assert!(problems[2].message.contains("no path"));
+    assert!(problems[3].message.contains("weight"));
+}
+
+#[test]
+fn bad_instance_address_is_a_problem() {
+    let mut bad = inst("web", "web-1", 1, &["urlprefix-/"]);
+    bad.address = "".into();
+    let mut worse = inst("web", "web-2", 1, &["urlprefix-/"]);
+    worse.address = "a b".into();
+    let (t, problems) = build(&[bad, worse, inst("web", "web-3", 3, &["urlprefix-/"])], "");
+    assert_eq!(weights(&t, "x", "/"), w(&[("web-3", 1.0)]));
+    assert_eq!(problems.len(), 2);
+    assert!(problems.iter().all(|p| p.source == "service web tag 'urlprefix-/'" && p.message.contains("address")));
+}
+
+#[test]
+fn the_same_instance_twice_on_a_route_is_a_problem() {
+    let (t, problems) = build(&[inst("web", "web-1", 1, &["urlprefix-/", "urlprefix-/ strip=/x"])], "");
+    assert_eq!(t.lookup("x", "/").expect("route").targets.len(), 1);
+    assert_eq!(t.lookup("x", "/").expect("route").opts.strip, None);
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].source, "service web tag 'urlprefix-/ strip=/x'");
+    assert!(problems[0].message.contains("already a target"));
+}
+
+#[test]
+fn conflicting_options_keep_the_first_and_are_reported() {
+    let (t, problems) = build(
+        &[inst("web", "web-1", 1, &["urlprefix-/api strip=/api"]), inst("web", "web-2", 2, &["urlprefix-/api"])],
+        "",
+    );
+    let r = t.lookup("x", "/api").expect("route");
+    assert_eq!(r.opts.strip.as_deref(), Some("/api"));
+    assert_eq!(r.targets.len(), 2, "the target is kept");
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].source, "service web tag 'urlprefix-/api'");
+    assert!(problems[0].message.contains("service web tag 'urlprefix-/api strip=/api'"));
+}
+
+#[test]
+fn options_reach_the_route() {
+    let t = clean(
+        &[inst(
+            "web",
+            "web-1",
+            1,
+            &["urlprefix-/old redirect=301,https://new.example.com$path", "urlprefix-/in allow=ip:10.0.0.0/8 x=y"],
+        )],
+        "",
+    );
+    let r = t.lookup("x", "/old/page").expect("redirect route");
+    assert_eq!(
+        r.opts.redirect.as_ref().map(|r| r.location("/old/page?q=1")).as_deref(),
+        Some("https://new.example.com/old/page?q=1")
+    );
+    let r = t.lookup("x", "/in").expect("internal route");
+    assert!(r.opts.allows("10.1.2.3".parse().expect("ip")));
+    assert!(!r.opts.allows("192.0.2.1".parse().expect("ip")));
+    assert_eq!(r.opts.unknown, vec![("x".to_string(), "y".to_string())]);
+}
+
+#[test]
+fn tag_weight_is_the_services_share_in_total() {
+    let t = clean(
+        &[
+            inst("stable", "s-1", 1, &["urlprefix-/"]),
+            inst("stable", "s-2", 2, &["urlprefix-/"]),
+            inst("canary", "c-1", 3, &["urlprefix-/ weight=0.2"]),
+            inst("canary", "c-2", 4, &["urlprefix-/ weight=0.2"]),
+        ],
+        "",
+    );
+    assert_eq!(weights(&t, "x", "/"), w(&[("c-1", 0.1), ("c-2", 0.1), ("s-1", 0.4), ("s-2", 0.4)]));
+}
+
+#[test]
+fn rr_pick_follows_the_weights() {
+    let t = clean(&[inst("a", "a-1", 1, &["urlprefix-/"]), inst("b", "b-1", 2, &["urlprefix-/ weight=0.25"])], "");
+    let r = t.lookup("x", "/").expect("route");
+    let mut counts = [0usize; 2];
+    for _ in 0..400 {
+        counts[r.pick(Strategy::Rr, &[]).expect("pick").0] += 1;
+    }
+    assert_eq!(counts, [300, 100], "a-1 then b-1 in target order");
+    assert_eq!(r.pick(Strategy::Rnd, &[0]).map(|(_, t)| t.instance_id.as_str()), Some("b-1"));
+}
+
+#[test]
+fn explicit_weights_over_one_are_normalized_and_others_get_nothing() {
+    let t = clean(
+        &[
+            inst("a", "a-1", 1, &["urlprefix-/ weight=0.8"]),
+            inst("b", "b-1", 2, &["urlprefix-/ weight=0.6"]),
+            inst("c", "c-1", 3, &["urlprefix-/"]),
+        ],
+        "",
+    );
+    assert_eq!(weights(&t, "x", "/"), w(&[("a-1", 0.571429), ("b-1", 0.428571), ("c-1", 0.0)]));
+}
+
+#[test]
+fn explicit_weights_under_one_with_nobody_else_are_scaled_up() {
+    let t = clean(
+        &[inst("a", "a-1", 1, &["urlprefix-/ weight=0.1"]), inst("b", "b-1", 2, &["urlprefix-/ weight=0.3"])],
+        "",
+    );
+    assert_eq!(weights(&t, "x", "/"), w(&[("a-1", 0.25), ("b-1", 0.75)]));
+}
+
+#[test]
+fn all_weights_zero_is_reported_and_picks_nothing() {
+    let (t, problems) = build(&[inst("a", "a-1", 1, &["urlprefix-/ weight=0"])], "");
+    assert_eq!(weights(&t, "x", "/"), w(&[("a-1", 0.0)]));
+    assert!(t.lookup("x", "/").expect("route").pick(Strategy::Rr, &[]).is_none());
+    assert_eq!(
+        problems,
+        vec![Problem {
+            source: "route /".into(),
+            message: "every target has weight 0; requests for it get 502".into()
+        }]
+    );
+}
+
+#[test]
+fn overrides_add_a_route_and_join_an_existing_one() {
+    let overrides = "\
+# manual routes
+route add ext ext.example.com/ http://192.0.2.10:8080/ tags \"manual\" opts \"host=dst\"
+
+route add extra /  http://192.0.2.11:80/
+";
+    let t = clean(&[inst("web", "web-1", 1, &["urlprefix-/"])], overrides);
+    let ext = t.lookup("ext.example.com", "/").expect("ext");
+    assert_eq!(ext.service, "ext");
+    assert_eq!(ext.opts.host, crate::routes::HostHeader::Dst);
+    assert_eq!(ext.targets[0].url, "http://192.0.2.10:8080/");
+    assert_eq!(ext.targets[0].instance_id, "http://192.0.2.10:8080/");
+    assert_eq!(ext.targets[0].tags, vec!["manual"]);
+    assert_eq!(weights(&t, "x", "/"), w(&[("web-1", 0.5), ("http://192.0.2.11:80/", 0.5)]));
+    assert_eq!(t.lookup("x", "/").expect("route").service, "extra,web");
+}
+
+#[test]
+fn overrides_add_with_weight() {
+    let t = clean(
+        &[inst("web", "web-1", 1, &["urlprefix-/"]), inst("web", "web-2", 2, &["urlprefix-/"])],
+        "route add mirror / http://192.0.2.1:80/ weight 0.1",
+    );
+    assert_eq!(weights(&t, "x", "/"), w(&[("web-1", 0.45), ("web-2", 0.45), ("http://192.0.2.1:80/", 0.1)]));
+}
+
+#[test]
+fn overrides_del_forms() {
+    let instances = [
+        inst("web", "web-1", 1, &["urlprefix-/", "urlprefix-a.com/", "blue"]),
+        inst("web", "web-2", 2, &["urlprefix-/", "urlprefix-a.com/", "green"]),
+        inst("api", "api-1", 3, &["urlprefix-/", "green"]),
+    ];
+    let ids = |t: &Table, host: &str| -> Vec<String> {
+        t.lookup(host, "/").map_or(vec![], |r| r.targets.iter().map(|t| t.instance_id.clone()).collect())
+    };
+
+    let t = clean(&instances, "route del web");
+    assert_eq!(ids(&t, "x"), vec!["api-1"]);
+    assert_eq!(hit(&t, "a.com", "/"), "api@/", "a.com/ lost all targets and is gone");
+
+    let t = clean(&instances, "route del web a.com/");
+    assert_eq!(ids(&t, "x"), vec!["api-1", "web-1", "web-2"]);
+    assert_eq!(hit(&t, "a.com", "/"), "api,web@/");
+
+    let t = clean(&instances, "route del web / http://10.0.0.1:2");
+    assert_eq!(ids(&t, "x"), vec!["api-1", "web-1"], "the URL matches without the trailing slash");
+    assert_eq!(ids(&t, "a.com"), vec!["web-1", "web-2"]);
+
+    let t = clean(&instances, "route del web tags \"green\"");
+    assert_eq!(ids(&t, "x"), vec!["api-1", "web-1"]);
+    assert_eq!(ids(&t, "a.com"), vec!["web-1"]);
+
+    let t = clean(&instances, "route del tags \"green\"");
+    assert_eq!(ids(&t, "x"), vec!["web-1"]);
+
+    let t = clean(&instances, "route del tags \"green,blue\"");
+    assert_eq!(ids(&t, "x"), vec!["api-1", "web-1", "web-2"], "a target must carry every tag");
+
+    let t = clean(&instances, "route del nobody");
+    assert_eq!(ids(&t, "x"), vec!["api-1", "web-1", "web-2"]);
+}
+
+#[test]
+fn overrides_apply_in_order_and_a_deleted_route_starts_afresh() {
+    let t = clean(
+        &[inst("web", "web-1", 1, &["urlprefix-/app strip=/app"])],
+        "route del web\nroute add web /app http://192.0.2.1:80/",
+    );
+    let r = t.lookup("x", "/app").expect("route");
+    assert_eq!(r.targets.len(), 1);
+    assert_eq!(r.targets[0].url, "http://192.0.2.1:80/");
+    assert_eq!(r.opts.strip, None, "the deleted route's options went with it");
+
+    let t = clean(&[], "route add web /app http://192.0.2.1:80/\nroute del web");
+    assert!(t.is_empty());
+}
+
+#[test]
+fn route_weight_with_service_and_tags() {
+    let instances = [
+        inst("svc-b", "b-1", 1, &["urlprefix-www.kjca.dev/auth/", "version-15", "dc-fra"]),
+        inst("svc-b", "b-2", 2, &["urlprefix-www.kjca.dev/auth/", "version-15", "dc-fra"]),
+        inst("svc-b", "b-3", 3, &["urlprefix-www.kjca.dev/auth/", "version-14", "dc-fra"]),
+        inst("svc-a", "a-1", 4, &["urlprefix-www.kjca.dev/auth/", "version-15", "dc-fra"]),
+    ];
+    let t = clean(&instances, "route weight svc-b www.kjca.dev/auth/ weight 0.05 tags \"version-15,dc-fra\"");
+    assert_eq!(
+        weights(&t, "www.kjca.dev", "/auth/"),
+        w(&[("a-1", 0.475), ("b-1", 0.025), ("b-2", 0.025), ("b-3", 0.475)])
+    );
+}
+
+#[test]
+fn route_weight_without_service_or_without_tags() {
+    let instances = [
+        inst("a", "a-1", 1, &["urlprefix-/", "canary"]),
+        inst("b", "b-1", 2, &["urlprefix-/", "canary"]),
+        inst("c", "c-1", 3, &["urlprefix-/"]),
+    ];
+    let t = clean(&instances, "route weight / weight 0.5 tags \"canary\"");
+    assert_eq!(weights(&t, "x", "/"), w(&[("a-1", 0.25), ("b-1", 0.25), ("c-1", 0.5)]));
+
+    let t = clean(&instances, "route weight c / weight 0.9");
+    assert_eq!(weights(&t, "x", "/"), w(&[("a-1", 0.05), ("b-1", 0.05), ("c-1", 0.9)]));
+
+    let t = clean(&instances, "route weight c / weight 0");
+    assert_eq!(weights(&t, "x", "/"), w(&[("a-1", 0.5), ("b-1", 0.5), ("c-1", 0.0)]), "drain one service");
+
+    let t = clean(&instances, "route weight nobody / weight 0.5\nroute weight a /elsewhere weight 0.5");
+    assert_eq!(weights(&t, "x", "/"), w(&[("a-1", 1.0 / 3.0), ("b-1", 1.0 / 3.0), ("c-1", 1.0 / 3.0)]));
+}
+
+#[test]
+fn route_weight_replaces_a_tag_weight() {
+    let t = clean(
+        &[inst("a", "a-1", 1, &["urlprefix-/ weight=0.9"]), inst("b", "b-1", 2, &["urlprefix-/"])],
+        "route weight a / weight 0.2",
+    );
+    assert_eq!(weights(&t, "x", "/"), w(&[("a-1", 0.2), ("b-1", 0.8)]));
+}
+
+#[test]
+fn bad_override_lines_are_problems_with_line_numbers_and_others_apply() {
+    let overrides = "route add a /a http://192.0.2.1:80/\nroute add b /b not-a-url\n\nroute frobnicate\nroute add c /c http://192.0.2.3:80/ weight 3\nroute add d /d http://192.0.2.4:80/\n";
+    let (t, problems) = build(&[], overrides);
+    let paths: Vec<&str> = t.routes().iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, vec!["/d", "/a"]);
+    let lines: Vec<&str> = problems.iter().map(|p| p.source.as_str()).collect();
+    assert_eq!(lines, vec!["overrides line 2", "overrides line 4", "overrides line 5"]);
+    assert!(problems[0].message.contains("DST"));
+    assert!(problems[1].message.contains("unknown command"));
+    assert!(problems[2].message.contains("weight"));
+}
+
+#[test]
+fn override_adding_a_target_twice_is_a_problem() {
+    let (t, problems) =
+        build(&[], "route add a / http://192.0.2.1:80/\nroute add a / http://192.0.2.1:80/ opts \"strip=/x\"");
+    assert_eq!(t.lookup("x", "/").expect("route").targets.len(), 1);
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].source, "overrides line 2");
+}
+
+#[test]
+fn ten_thousand_hosts_each_find_their_own_route() {
+    let instances: Vec<Instance> = (0..10_000)
+        .map(|i| {
+            let mut x = inst(&format!("svc{i}"), &format!("id{i}"), 1000 + (i % 50_000) as u16, &[]);
+            x.tags = vec![format!("urlprefix-host{i}.example.com/"), format!("urlprefix-*.w{i}.example.com/")];
+            x
+        })
+        .collect();
+    let t = clean(&instances, "");
+    assert_eq!(t.len(), 20_000);
+    for i in (0..10_000).step_by(97) {
+        assert_eq!(hit(&t, &format!("host{i}.example.com"), "/p"), format!("svc{i}@host{i}.example.com/"));
+        assert_eq!(hit(&t, &format!("a.w{i}.example.com"), "/p"), format!("svc{i}@*.w{i}.example.com/"));
+    }
+    assert_eq!(hit(&t, "host10000.example.com", "/"), "none");
+}
+
+#[test]
+fn serializes_for_the_api() {
+    let t = clean(&[inst("web", "web-1", 8080, &["urlprefix-example.com/api strip=/api"])], "");
+    let v = serde_json::to_value(t.routes()).expect("json");
+    assert_eq!(v[0]["host"], "example.com");
+    assert_eq!(v[0]["path"], "/api");
+    assert_eq!(v[0]["service"], "web");
+    assert_eq!(v[0]["targets"][0]["url"], "http://10.0.0.1:8080/");
+    assert_eq!(v[0]["targets"][0]["weight"], 1.0);
+    assert_eq!(v[0]["opts"]["strip"], "/api");
+    assert!(v[0].get("picker").is_none());
+    let p = serde_json::to_value(Problem { source: "overrides line 1".into(), message: "m".into() }).expect("json");
+    assert_eq!(p, serde_json::json!({"source": "overrides line 1", "message": "m"}));
 }
