@@ -6,6 +6,8 @@
 //! - [`process::Daemon`]: one of this project's binaries (router, registrar,
 //!   vipd) started with flags, its output captured to a file that is printed
 //!   when a test fails.
+//! - [`netns::Topology`]: hosts on a bridge in network namespaces, and
+//!   [`vrrp`]: vipd, keepalived, HTTP servers and injected VRRP packets on it.
 //!
 //! Every child runs in its own process group and gets `SIGKILL` from the
 //! kernel if the test process dies (`PR_SET_PDEATHSIG`), so even a test
@@ -13,8 +15,10 @@
 
 pub mod consul;
 pub mod kube_api;
+pub mod netns;
 pub mod ports;
 pub mod process;
+pub mod vrrp;
 pub mod wait;
 
 pub use consul::ConsulAgent;

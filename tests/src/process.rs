@@ -116,6 +116,19 @@ impl Daemon {
         Ok(Daemon { name: name.to_string(), child: Some(child), log, _dir: dir })
     }
 
+    /// Starts a prepared command (e.g. a daemon wrapped in `ip netns exec`,
+    /// or a third-party peer like keepalived) with the same guarantees:
+    /// own process group, killed with the test, output captured under `name`.
+    pub fn spawn_command(name: &str, mut cmd: Command) -> Result<Self, HarnessError> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("edge-{name}-"))
+            .tempdir()
+            .map_err(|source| HarnessError::Io { what: "tempdir".into(), source })?;
+        let log = dir.path().join(format!("{name}.log"));
+        let child = spawn_owned(&mut cmd, &log)?;
+        Ok(Daemon { name: name.to_string(), child: Some(child), log, _dir: dir })
+    }
+
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
