@@ -347,6 +347,42 @@ mod tests {
         assert_eq!(key(&pod), "default/web");
     }
 
+    /// The translation feeds the shared conventions as the issue asks:
+    /// annotation beats env, port-specific beats generic, pod IDs.
+    #[test]
+    fn through_the_conventions_a_pod_gets_the_registrations_its_annotations_ask_for() {
+        let w = present(&fixture(READY, |_| {}));
+        let plan = crate::conventions::registrations(&w, &crate::conventions::Options::default());
+        let got: Vec<(&str, &str, &str, Option<u16>, Vec<&str>)> = plan
+            .services
+            .iter()
+            .map(|s| {
+                (
+                    s.id.as_str(),
+                    s.name.as_str(),
+                    s.address.as_str(),
+                    s.port,
+                    s.tags.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        let tags = vec!["urlprefix-demo.example.com/"];
+        assert_eq!(
+            got,
+            [
+                ("node-a:shop:demo-7d9f8b6c5d-x2v4k:80", "demo-80", "10.244.1.17", Some(80), tags.clone()),
+                ("node-a:shop:demo-7d9f8b6c5d-x2v4k:5353:udp", "dns", "10.244.1.17", Some(5353), tags.clone()),
+                ("node-a:shop:demo-7d9f8b6c5d-x2v4k:8080", "demo-api", "10.244.1.17", Some(8080), tags),
+            ]
+        );
+        for s in &plan.services {
+            assert_eq!(s.meta.get("pod-namespace").map(String::as_str), Some("shop"));
+            assert_eq!(s.meta.get("pod-name").map(String::as_str), Some("demo-7d9f8b6c5d-x2v4k"));
+            let ttl = s.checks.iter().find(|c| !c.ttl.is_empty()).expect("a registrar-owned TTL check for readiness");
+            assert_eq!(ttl.status, "passing", "the pod is Ready");
+        }
+    }
+
     #[test]
     fn pod_without_containers_or_annotations_has_no_ports() {
         let pod = fixture(PENDING, |v| {
