@@ -7,9 +7,12 @@
 //! `reconcile` (diff against the agent) -> `sync` (the loop that talks to
 //! Consul).
 
+pub mod backoff;
 pub mod cli;
 pub mod conventions;
+pub mod docker;
 pub mod kubernetes;
 pub mod reconcile;
 pub mod source;
+pub mod sync;
 pub mod workload;
