@@ -176,7 +176,13 @@ async fn step(machine: &mut Machine, io: &Io, origin: Instant, event: Event) {
     if before != after {
         tracing::info!(from = ?before, to = ?after, ?event, "state changed");
     }
-    if after == State::Master || before == State::Master || !actions.is_empty() {
+    // Routine steps (a backup hearing the master, a master's periodic
+    // advert) at trace; anything else at debug.
+    let routine = matches!(event, Event::Timer if after == State::Master)
+        || matches!(event, Event::Advert { .. } if after == State::Backup && before == State::Backup);
+    if routine {
+        tracing::trace!(?event, ?actions, "step");
+    } else {
         tracing::debug!(?event, ?actions, "step");
     }
     io.carry_out(actions).await;
