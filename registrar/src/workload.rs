@@ -50,8 +50,11 @@ impl fmt::Display for SourceKind {
 pub enum Instance {
     /// A container by name (without Docker's leading `/`).
     Container { name: String },
-    /// A pod by namespace and name.
-    Pod { namespace: String, name: String },
+    /// A pod by namespace and name, and its controller (the
+    /// ownerReference with `controller: true`, as `Kind/name`, e.g.
+    /// `ReplicaSet/web-7d9f`) so an operator can tell from Consul alone
+    /// which Deployment or DaemonSet an entry belongs to.
+    Pod { namespace: String, name: String, owner: Option<String> },
 }
 
 impl fmt::Display for Instance {
@@ -59,7 +62,7 @@ impl fmt::Display for Instance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Instance::Container { name } => f.write_str(name),
-            Instance::Pod { namespace, name } => write!(f, "{namespace}:{name}"),
+            Instance::Pod { namespace, name, .. } => write!(f, "{namespace}:{name}"),
         }
     }
 }
@@ -175,7 +178,10 @@ mod tests {
     #[test]
     fn instance_renders_as_id_fragment() {
         assert_eq!(Instance::Container { name: "web".into() }.to_string(), "web");
-        assert_eq!(Instance::Pod { namespace: "default".into(), name: "web-1".into() }.to_string(), "default:web-1");
+        assert_eq!(
+            Instance::Pod { namespace: "default".into(), name: "web-1".into(), owner: None }.to_string(),
+            "default:web-1"
+        );
     }
 
     #[test]

@@ -140,6 +140,7 @@ async fn ready_pod_is_routed_and_a_not_ready_one_is_not() {
     assert_eq!(s.tags, ["urlprefix-web-1.example.com/"]);
     assert_eq!(s.meta.get("pod-namespace").map(String::as_str), Some("default"));
     assert_eq!(s.meta.get("pod-name").map(String::as_str), Some("web-1"));
+    assert_eq!(s.meta.get("pod-owner").map(String::as_str), Some("ReplicaSet/web-5d8f"));
     c.wait_for_health(&id("web-1"), CheckStatus::Critical).await;
     assert!(c.routable().await.is_empty(), "not ready: not routed");
 

@@ -187,9 +187,12 @@ fn meta(keys: &Keys, port: u16, w: &Workload, warnings: &mut Vec<Warning>) -> BT
         Instance::Container { name } => {
             meta.insert("container-name".into(), name.clone());
         }
-        Instance::Pod { namespace, name } => {
+        Instance::Pod { namespace, name, owner } => {
             meta.insert("pod-namespace".into(), namespace.clone());
             meta.insert("pod-name".into(), name.clone());
+            if let Some(owner) = owner {
+                meta.insert("pod-owner".into(), owner.clone());
+            }
         }
     }
     meta

@@ -260,12 +260,14 @@ fn a_warning_for_a_generic_key_is_reported_once_for_several_ports() {
 fn pods_carry_namespace_and_name() {
     let mut w = container(&[], &[("SERVICE_NAME", "api")], vec![port(8080)]);
     w.source = SourceKind::Kubernetes;
-    w.instance = Instance::Pod { namespace: "prod".into(), name: "api-7d9f".into() };
+    w.instance =
+        Instance::Pod { namespace: "prod".into(), name: "api-7d9f".into(), owner: Some("ReplicaSet/api-7d9f".into()) };
     w.health = Some(true);
     let s = one(&w);
     assert_eq!(s.id, "node1:prod:api-7d9f:8080");
     assert_eq!(s.meta[META_SOURCE], "kubernetes");
     assert_eq!((s.meta["pod-namespace"].as_str(), s.meta["pod-name"].as_str()), ("prod", "api-7d9f"));
+    assert_eq!(s.meta["pod-owner"], "ReplicaSet/api-7d9f");
     assert_eq!(s.checks[0].name, "kubernetes health");
 }
 

@@ -90,6 +90,7 @@ pub fn translate(pod: &Pod, node: &str) -> PodState {
         instance: Instance::Pod {
             namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
             name: pod.metadata.name.clone().unwrap_or_default(),
+            owner: owner(pod),
         },
         image,
         env: env(containers),
@@ -99,6 +100,14 @@ pub fn translate(pod: &Pod, node: &str) -> PodState {
         addressing: Addressing::Workload,
         health: Some(is_ready(pod)),
     }))
+}
+
+/// The controlling owner (`ReplicaSet/web-7d9f`, `DaemonSet/agent`,
+/// `Job/backup-29051`): the ownerReference marked `controller: true`; a pod
+/// has at most one. Bare pods have none.
+pub fn owner(pod: &Pod) -> Option<String> {
+    let refs = pod.metadata.owner_references.as_deref()?;
+    refs.iter().find(|r| r.controller == Some(true)).map(|r| format!("{}/{}", r.kind, r.name))
 }
 
 /// The pod's Ready condition; a pod that reports none is not ready.
@@ -212,7 +221,14 @@ mod tests {
         assert_eq!(w.source, SourceKind::Kubernetes);
         assert_eq!(w.key, "7f6e5d4c-3b2a-4190-8f7e-6d5c4b3a2918");
         assert_eq!(w.node, "node-a");
-        assert_eq!(w.instance, Instance::Pod { namespace: "shop".into(), name: "demo-7d9f8b6c5d-x2v4k".into() });
+        assert_eq!(
+            w.instance,
+            Instance::Pod {
+                namespace: "shop".into(),
+                name: "demo-7d9f8b6c5d-x2v4k".into(),
+                owner: Some("ReplicaSet/demo-7d9f8b6c5d".into()),
+            }
+        );
         assert_eq!(w.instance.to_string(), "shop:demo-7d9f8b6c5d-x2v4k");
         assert_eq!(w.image, "registry.example.com:5000/team/demo:1.4.2");
         assert_eq!(w.addresses, vec![ip("10.244.1.17"), ip("fd00:10:244:1::11")]);
@@ -341,6 +357,20 @@ mod tests {
     }
 
     #[test]
+    fn owner_is_the_controller_reference_only() {
+        let pod = fixture(READY, |v| {
+            v["metadata"]["ownerReferences"] = json!([
+                { "apiVersion": "v1", "kind": "ConfigMap", "name": "not-a-controller", "uid": "u1" },
+                { "apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "u2", "controller": true }
+            ]);
+        });
+        assert_eq!(owner(&pod).as_deref(), Some("DaemonSet/agent"));
+        let pod = fixture(READY, |v| v["metadata"]["ownerReferences"][0]["controller"] = json!(false));
+        assert_eq!(owner(&pod), None);
+        assert_eq!(owner(&fixture(PENDING, |_| {})), None, "a bare pod");
+    }
+
+    #[test]
     fn key_is_the_uid_else_namespace_and_name() {
         assert_eq!(key(&fixture(PENDING, |_| {})), "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f");
         let pod = fixture(PENDING, |v| v["metadata"].as_object_mut().unwrap().remove("uid").map(drop).unwrap_or(()));
@@ -353,31 +383,23 @@ mod tests {
     fn through_the_conventions_a_pod_gets_the_registrations_its_annotations_ask_for() {
         let w = present(&fixture(READY, |_| {}));
         let plan = crate::conventions::registrations(&w, &crate::conventions::Options::default());
-        let got: Vec<(&str, &str, &str, Option<u16>, Vec<&str>)> = plan
+        let got: Vec<String> = plan
             .services
             .iter()
-            .map(|s| {
-                (
-                    s.id.as_str(),
-                    s.name.as_str(),
-                    s.address.as_str(),
-                    s.port,
-                    s.tags.iter().map(String::as_str).collect(),
-                )
-            })
+            .map(|s| format!("{} {} {}:{} {:?}", s.id, s.name, s.address, s.port.unwrap_or_default(), s.tags))
             .collect();
-        let tags = vec!["urlprefix-demo.example.com/"];
         assert_eq!(
             got,
             [
-                ("node-a:shop:demo-7d9f8b6c5d-x2v4k:80", "demo-80", "10.244.1.17", Some(80), tags.clone()),
-                ("node-a:shop:demo-7d9f8b6c5d-x2v4k:5353:udp", "dns", "10.244.1.17", Some(5353), tags.clone()),
-                ("node-a:shop:demo-7d9f8b6c5d-x2v4k:8080", "demo-api", "10.244.1.17", Some(8080), tags),
+                r#"node-a:shop:demo-7d9f8b6c5d-x2v4k:80 demo-80 10.244.1.17:80 ["urlprefix-demo.example.com/"]"#,
+                r#"node-a:shop:demo-7d9f8b6c5d-x2v4k:5353:udp dns 10.244.1.17:5353 ["urlprefix-demo.example.com/"]"#,
+                r#"node-a:shop:demo-7d9f8b6c5d-x2v4k:8080 demo-api 10.244.1.17:8080 ["urlprefix-demo.example.com/"]"#,
             ]
         );
         for s in &plan.services {
             assert_eq!(s.meta.get("pod-namespace").map(String::as_str), Some("shop"));
             assert_eq!(s.meta.get("pod-name").map(String::as_str), Some("demo-7d9f8b6c5d-x2v4k"));
+            assert_eq!(s.meta.get("pod-owner").map(String::as_str), Some("ReplicaSet/demo-7d9f8b6c5d"));
             let ttl = s.checks.iter().find(|c| !c.ttl.is_empty()).expect("a registrar-owned TTL check for readiness");
             assert_eq!(ttl.status, "passing", "the pod is Ready");
         }
