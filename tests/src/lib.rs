@@ -6,6 +6,8 @@
 //! - [`process::Daemon`]: one of this project's binaries (router, registrar,
 //!   vipd) started with flags, its output captured to a file that is printed
 //!   when a test fails.
+//! - [`docker`]: a busybox image built locally (nothing can be pulled),
+//!   containers and networks labelled `edge-test`, removed on drop.
 //! - [`netns::Topology`]: hosts on a bridge in network namespaces, and
 //!   [`vrrp`]: vipd, keepalived, HTTP servers and injected VRRP packets on it.
 //!
@@ -14,6 +16,7 @@
 //! killed by a timeout leaves nothing running.
 
 pub mod consul;
+pub mod docker;
 pub mod kube_api;
 pub mod netns;
 pub mod ports;

@@ -10,7 +10,8 @@
 //!   networks), `bridge` for the default mode, else the alphabetically first
 //!   network it is attached to (deterministic across restarts).
 //! - `--network host`: the host address and the exposed ports.
-//! - `--network none` / `container:<id>`: nothing of its own to register.
+//! - `--network none` (until connected to a network) / `container:<id>`:
+//!   nothing of its own to register.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -61,7 +62,7 @@ pub fn workload(c: &ContainerInspectResponse, s: &Settings) -> Option<Workload> 
 
     let (ports, addresses, addressing) = if mode == "host" {
         (exposed, vec![s.host_ip], Addressing::Workload)
-    } else if mode == "none" || mode.starts_with("container:") {
+    } else if mode.starts_with("container:") {
         (vec![], vec![], Addressing::Workload)
     } else if s.internal {
         let mut ports = exposed;
@@ -90,8 +91,11 @@ pub fn workload(c: &ContainerInspectResponse, s: &Settings) -> Option<Workload> 
     })
 }
 
-/// The network the container's traffic uses (see the module doc).
+/// The network the container's traffic uses (see the module doc); only
+/// networks where it has an address count, so a container started with
+/// `--network none` and connected to a network later uses that one.
 fn chosen_network<'a>(mode: &str, networks: &'a BTreeMap<String, EndpointSettings>) -> Option<&'a EndpointSettings> {
+    let usable = |e: &&EndpointSettings| !endpoint_addresses(e).is_empty();
     let named = match mode {
         "default" | "bridge" => networks.get("bridge"),
         // A network mode may also name the network by ID.
@@ -99,7 +103,7 @@ fn chosen_network<'a>(mode: &str, networks: &'a BTreeMap<String, EndpointSetting
             .get(name)
             .or_else(|| networks.values().find(|e| e.network_id.as_deref().is_some_and(|id| id.starts_with(name)))),
     };
-    named.or_else(|| networks.values().next())
+    named.filter(usable).or_else(|| networks.values().find(usable))
 }
 
 fn endpoint_addresses(e: &EndpointSettings) -> Vec<IpAddr> {

@@ -139,12 +139,29 @@ fn host_network_registers_host_address_and_exposed_ports() {
 
 #[test]
 fn none_and_container_network_modes_have_nothing() {
-    for mode in ["none", "container:abc"] {
-        let mut v = inspect();
-        v["HostConfig"]["NetworkMode"] = json!(mode);
-        let w = convert(v, false).unwrap();
-        assert!(w.ports.is_empty() && w.addresses.is_empty(), "{mode}");
-    }
+    let mut v = inspect();
+    v["HostConfig"]["NetworkMode"] = json!("none");
+    v["NetworkSettings"]["Networks"] = json!({"none": {"NetworkID": "x", "IPAddress": ""}});
+    assert!(convert(v.clone(), true).unwrap().addresses.is_empty());
+    // Connected to a network later: only a network event tells, and it counts.
+    v["NetworkSettings"]["Networks"] = json!({"app": {"NetworkID": "a", "IPAddress": "10.5.0.2"}});
+    assert_eq!(convert(v, true).unwrap().addresses, [ip("10.5.0.2")]);
+
+    let mut v = inspect();
+    v["HostConfig"]["NetworkMode"] = json!("container:abc");
+    let w = convert(v, false).unwrap();
+    assert!(w.ports.is_empty() && w.addresses.is_empty());
+}
+
+#[test]
+fn a_network_without_an_address_is_passed_over() {
+    let mut v = inspect();
+    v["HostConfig"]["NetworkMode"] = json!("gone");
+    v["NetworkSettings"]["Networks"] = json!({
+        "aaa": {"NetworkID": "a", "IPAddress": ""},
+        "bbb": {"NetworkID": "b", "IPAddress": "10.6.0.2"}
+    });
+    assert_eq!(convert(v, true).unwrap().addresses, [ip("10.6.0.2")]);
 }
 
 #[test]
