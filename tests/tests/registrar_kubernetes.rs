@@ -248,3 +248,76 @@ async fn expired_watch_relists_without_losing_or_duplicating_anything() {
     c.api.delete_pod("default", "web-3");
     c.wait_for_ids(&[id("web-2")]).await;
 }
+
+/// Polls Consul every millisecond until `service_id` is routable (`want`) or
+/// not; returns how long that took.
+async fn time_until_routable(c: &Cluster, service: &str, service_id: &str, want: bool) -> Duration {
+    let t = std::time::Instant::now();
+    let client = c.consul.client();
+    loop {
+        let entries = client.health_service(service, true, &QueryOptions::default()).await;
+        let routable = entries.is_ok_and(|r| r.value.iter().any(|e| e.service.id == service_id));
+        if routable == want {
+            return t.elapsed();
+        }
+        assert!(t.elapsed() < WAIT, "{service_id} never became routable={want}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Measurement, not a pass/fail check (run with `--run-ignored only`): how
+/// long a pod's Ready flip takes to reach Consul's routable set through the
+/// registrar, against a baseline measured in the same run: the test flipping
+/// a TTL check in Consul itself, which is the floor any registrar pays.
+#[tokio::test]
+#[ignore = "measurement; prints numbers"]
+async fn measure_pod_ready_to_routable_against_a_direct_ttl_update() {
+    const ROUNDS: usize = 20;
+    let c = Cluster::start().await;
+    let _registrar = c.registrar();
+    c.api.add_pod(pod("web-1", NODE, Some("10.244.0.11"), false));
+    c.wait_for_ids(&[id("web-1")]).await;
+    c.wait_for_health(&id("web-1"), CheckStatus::Critical).await;
+
+    let client = c.consul.client();
+    let baseline = consul::ServiceRegistration {
+        id: "baseline".into(),
+        name: "baseline".into(),
+        tags: vec![],
+        address: "127.0.0.1".into(),
+        port: Some(1),
+        meta: BTreeMap::new(),
+        checks: vec![consul::CheckRegistration {
+            check_id: "baseline-ttl".into(),
+            name: "baseline".into(),
+            ttl: "60s".into(),
+            ..Default::default()
+        }],
+    };
+    client.register_service(&baseline).await.expect("register baseline");
+
+    let (mut via_registrar, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        c.api.modify_pod("default", "web-1", |p| set_ready(p, true));
+        via_registrar.push(time_until_routable(&c, "web", &id("web-1"), true).await);
+        c.api.modify_pod("default", "web-1", |p| set_ready(p, false));
+        time_until_routable(&c, "web", &id("web-1"), false).await;
+
+        let t = std::time::Instant::now();
+        client.ttl_check("baseline-ttl", consul::TtlStatus::Pass, "").await.expect("pass");
+        time_until_routable(&c, "baseline", "baseline", true).await;
+        direct.push(t.elapsed());
+        client.ttl_check("baseline-ttl", consul::TtlStatus::Fail, "").await.expect("fail");
+        time_until_routable(&c, "baseline", "baseline", false).await;
+    }
+    let (r, d) = (median(via_registrar), median(direct));
+    println!(
+        "pod Ready -> routable in Consul, median of {ROUNDS}: via registrar {r:?}, direct TTL update {d:?}, ratio {:.1}",
+        r.as_secs_f64() / d.as_secs_f64().max(1e-6)
+    );
+}
