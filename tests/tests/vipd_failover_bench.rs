@@ -71,6 +71,10 @@ fn run(which: Impl, interval: Duration, stop: Stop) -> Duration {
     let mut master = start(which, &topo, 0, 200, interval);
     let _backup = start(which, &topo, 1, 100, interval);
     wait_sole_holder(&topo, VIP, &[0, 1], 0, interval * 10).expect("n0 holds the VIP");
+    let serving = integration_tests::wait::poll(Duration::from_secs(5), || {
+        integration_tests::vrrp::who_answers(&topo.client, VIP).filter(|n| n == "n0")
+    });
+    assert!(serving.is_some(), "{which:?}: the client reaches n0 before the stop");
 
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
@@ -108,6 +112,8 @@ fn run(which: Impl, interval: Duration, stop: Stop) -> Duration {
     std::thread::sleep(Duration::from_millis(300));
     done.store(true, Ordering::Relaxed);
     let ok = poller.join().expect("poller thread");
+    let before = ok.iter().filter(|(t, _)| *t <= stopped).count();
+    assert!(before >= 5, "{which:?}: only {before} answers before the stop: the gap would not be measured");
     assert!(ok.iter().any(|(t, b)| *t > stopped && b == "n1"), "{which:?}: n1 never answered after the stop");
     ok.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or_default()
 }
