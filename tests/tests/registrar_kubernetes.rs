@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use consul::{AgentService, CheckStatus, QueryOptions};
+use integration_tests::docker::{Container, TestImage, unique};
 use integration_tests::{ConsulAgent, Daemon, KubeApiServer, wait_until};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
@@ -78,11 +79,16 @@ impl Cluster {
     }
 
     fn registrar(&self) -> Daemon {
-        let args = ["--source", "kubernetes", "--node-name", NODE, "--consul-addr", &self.consul.http_addr()];
+        self.spawn_registrar(&["--source", "kubernetes", "--node-name", NODE])
+    }
+
+    fn spawn_registrar(&self, args: &[&str]) -> Daemon {
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.extend(["--consul-addr".to_string(), self.consul.http_addr()]);
         let kubeconfig = self.kubeconfig.path().to_string_lossy().into_owned();
         Daemon::spawn(
             "registrar",
-            &args.map(String::from),
+            &args,
             // A HOME without ~/.kube, so nothing but KUBECONFIG is read.
             &[("KUBECONFIG", kubeconfig.as_str()), ("HOME", "/nonexistent")],
         )
@@ -247,6 +253,42 @@ async fn expired_watch_relists_without_losing_or_duplicating_anything() {
     // And the new watch is live again.
     c.api.delete_pod("default", "web-3");
     c.wait_for_ids(&[id("web-2")]).await;
+}
+
+#[tokio::test]
+async fn source_all_runs_docker_and_kubernetes_side_by_side_and_each_reconciles_only_its_own() {
+    let c = Cluster::start().await;
+    let image = TestImage::build().expect("test image builds");
+    // The Docker engine is shared with parallel tests: a unique node, and
+    // only this test's container and pods are looked at.
+    let node = unique("k8s-all");
+    let name = unique("k8s-all-web");
+    let _container = Container::run(&name, &["-p", "80", image.tag(), "httpd", "-f", "-p", "80", "-h", "/www"])
+        .expect("container runs");
+    let _registrar = c.spawn_registrar(&["--source", "all", "--node-name", &node, "--host-ip", "127.0.0.1"]);
+    c.api.add_pod(pod("web-1", &node, Some("10.244.0.11"), true));
+
+    let docker_id = format!("{node}:{name}:80");
+    let pod_id = format!("{node}:default:web-1:8080");
+    let ours = || async {
+        let all = c.consul.client().agent_services().await.ok()?;
+        let mut ids: Vec<String> = all.into_keys().filter(|id| *id == docker_id || *id == pod_id).collect();
+        ids.sort();
+        Some(ids)
+    };
+    let both = wait_until(WAIT, || async { ours().await.filter(|ids| ids.len() == 2) }).await;
+    assert!(both.is_some(), "both sources registered; now {:?}", ours().await);
+    let sources = c.consul.client().agent_services().await.expect("agent services");
+    assert_eq!(sources[&docker_id].meta["registrar-source"], "docker");
+    assert_eq!(sources[&pod_id].meta["registrar-source"], "kubernetes");
+
+    // A Kubernetes relist that finds no pods removes the pod's entry and
+    // leaves the container's alone.
+    c.api.change_while_disconnected(|e| {
+        e.delete_pod("default", "web-1");
+    });
+    let only_docker = wait_until(WAIT, || async { ours().await.filter(|ids| *ids == [docker_id.clone()]) }).await;
+    assert!(only_docker.is_some(), "pod entry gone, container entry kept; now {:?}", ours().await);
 }
 
 /// Polls Consul every millisecond until `service_id` is routable (`want`) or
