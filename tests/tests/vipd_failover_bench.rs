@@ -65,7 +65,11 @@ fn start(which: Impl, topo: &Topology, i: usize, priority: u8, interval: Duratio
 }
 
 /// One failover; returns the gap the client saw.
-fn run(which: Impl, interval: Duration, stop: Stop) -> Duration {
+/// Run `n` stops the master at a different point of its advert cycle
+/// (300 ms after it is served, plus `n` x 0.3 intervals), the same points for
+/// both implementations, so SIGKILL gaps sample Master_Down_Interval minus
+/// the time since the last advert.
+fn run(which: Impl, interval: Duration, stop: Stop, n: usize) -> Duration {
     let topo = Topology::new(2).expect("topology");
     let _http: Vec<HttpServer> = (0..2).map(|i| HttpServer::spawn(&topo, i).expect("http")).collect();
     let mut master = start(which, &topo, 0, 200, interval);
@@ -92,7 +96,7 @@ fn run(which: Impl, interval: Duration, stop: Stop) -> Duration {
         })
         .expect("poller");
     // Let the client settle on the master, then stop it.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300) + interval * ((n * 3) % 10) as u32 / 10);
     let stopped = Instant::now();
     match stop {
         Stop::Kill => {
@@ -134,7 +138,7 @@ fn failover_gap_vipd_vs_keepalived() {
             let mut medians = Vec::new();
             let mut all = Vec::new();
             for which in [Impl::Vipd, Impl::Keepalived] {
-                let mut gaps: Vec<Duration> = (0..runs).map(|_| run(which, interval, stop)).collect();
+                let mut gaps: Vec<Duration> = (0..runs).map(|n| run(which, interval, stop, n)).collect();
                 let m = median(&mut gaps);
                 medians.push(m);
                 all.push(gaps.iter().map(|g| g.as_millis().to_string()).collect::<Vec<_>>().join(","));

@@ -118,6 +118,8 @@ pub async fn run(cli: Cli) -> Result<(), DaemonError> {
     let io = Io { vrid: cli.vrid, vip, vip_v4, interval: cli.advert_interval, link, socket, garp };
     let origin = Instant::now();
     let mut drops = DropCounts::default();
+    // Peers already warned about for a VIP list that differs from ours.
+    let mut mismatched = std::collections::HashSet::new();
     let mut buf = vec![0u8; 2048];
 
     step(&mut machine, &io, origin, Event::Startup).await;
@@ -134,6 +136,12 @@ pub async fn run(cli: Cli) -> Result<(), DaemonError> {
                 Ok(n) => match packet::decode_ipv4(&buf[..n], cli.vrid) {
                     Ok(rx) if io.socket.is_own(rx.source) => continue,
                     Ok(rx) => {
+                        if !rx.advert.addresses.contains(&io.vip.addr) && mismatched.insert(rx.source) {
+                            tracing::warn!(
+                                source = %rx.source, addresses = ?rx.advert.addresses, vip = %io.vip.addr,
+                                "advert for our VRID does not list our VIP: check the peer's configuration"
+                            );
+                        }
                         tracing::trace!(source = %rx.source, priority = rx.advert.priority, "advert received");
                         Event::Advert { from: rx.source, priority: rx.advert.priority, interval: rx.advert.interval }
                     }
