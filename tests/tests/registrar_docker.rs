@@ -312,3 +312,90 @@ async fn rename_replaces_the_entry() {
     let e = wait_ids(&s, &s.node, &name, &[id(&s.node, &renamed, 80)]).await;
     assert_eq!(e[&id(&s.node, &renamed, 80)].meta["container-name"], renamed);
 }
+
+#[tokio::test]
+async fn consul_outage_loses_nothing() {
+    let mut s = setup("down").await;
+    let prefix = unique("down");
+    let run = |n: &str| Container::run(n, &["--expose", "80", s.image.tag(), "sleep", "600"]).expect("container runs");
+    let (a, b) = (format!("{prefix}-a"), format!("{prefix}-b"));
+    let ca = run(&a);
+    let r = registrar(&s, &s.node, &["--internal", "--resync", "300"]);
+    wait_ids(&s, &s.node, &prefix, &[id(&s.node, &a, 80)]).await;
+
+    s.consul.stop();
+    ca.remove().unwrap();
+    let _cb = run(&b);
+    // The registrar saw the changes and could not tell Consul.
+    let failed = wait_until(WAIT, || async { r.logs().contains("Consul call failed").then_some(()) }).await;
+    assert!(failed.is_some(), "registrar never noticed Consul was down");
+    s.consul.restart().await.expect("consul restarts");
+    wait_ids(&s, &s.node, &prefix, &[id(&s.node, &b, 80)]).await;
+}
+
+/// A stand-in for the Docker socket that can go away and come back, as the
+/// daemon does on a restart (the real daemon is shared with other tests).
+struct DockerSocketProxy {
+    path: std::path::PathBuf,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl DockerSocketProxy {
+    fn new(dir: &std::path::Path) -> Self {
+        DockerSocketProxy { path: dir.join("docker.sock"), task: None }
+    }
+
+    fn up(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = tokio::net::UnixListener::bind(&self.path).expect("bind proxy socket");
+        self.task = Some(tokio::spawn(async move {
+            // Owned here: aborting the accept loop drops every connection.
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::UnixStream::connect("/var/run/docker.sock").await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    fn down(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for DockerSocketProxy {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_going_away_is_survived_and_reconciled() {
+    let s = setup("dockerd").await;
+    let dir = tempfile::Builder::new().prefix("edge-docker-proxy-").tempdir().unwrap();
+    let mut proxy = DockerSocketProxy::new(dir.path());
+    proxy.up();
+    let prefix = unique("dockerd");
+    let run = |n: &str| Container::run(n, &["--expose", "80", s.image.tag(), "sleep", "600"]).expect("container runs");
+    let (a, b) = (format!("{prefix}-a"), format!("{prefix}-b"));
+    let ca = run(&a);
+    let docker_host = format!("unix://{}", proxy.path.display());
+    let mut r = registrar(&s, &s.node, &["--internal", "--resync", "300", "--docker-host", &docker_host]);
+    wait_ids(&s, &s.node, &prefix, &[id(&s.node, &a, 80)]).await;
+
+    proxy.down();
+    let noticed = wait_until(WAIT, || async { r.logs().contains("Docker unavailable").then_some(()) }).await;
+    assert!(noticed.is_some(), "registrar did not notice Docker going away");
+    ca.remove().unwrap();
+    let _cb = run(&b);
+    assert!(r.wait_exit(Duration::from_millis(500)).is_none(), "registrar exited while Docker was away");
+    proxy.up();
+    // Reconnect -> relist -> reconcile: the stale entry goes, the new one comes.
+    wait_ids(&s, &s.node, &prefix, &[id(&s.node, &b, 80)]).await;
+}
