@@ -256,6 +256,30 @@ async fn expired_watch_relists_without_losing_or_duplicating_anything() {
 }
 
 #[tokio::test]
+async fn bookmarks_and_dropped_watches_resume_from_the_last_version_without_relisting() {
+    let c = Cluster::start().await;
+    let _registrar = c.registrar();
+    c.api.add_pod(pod("web-1", NODE, Some("10.244.0.11"), true));
+    c.wait_for_ids(&[id("web-1")]).await;
+    let lists = || c.api.requests().iter().filter(|r| !r.contains("watch=")).count();
+    let lists_before = lists();
+
+    assert!(wait_until(WAIT, || async { (c.api.open_watches() == 1).then_some(()) }).await.is_some());
+    assert_eq!(c.api.bookmark(), 1, "kube's watcher asks for bookmarks");
+    c.api.add_pod(pod("web-2", NODE, Some("10.244.0.12"), true));
+    c.wait_for_ids(&[id("web-1"), id("web-2")]).await;
+
+    // A lost connection with the history still there: the watcher resumes
+    // from its last resourceVersion and sees what happened meanwhile.
+    c.api.drop_watches();
+    c.api.delete_pod("default", "web-1");
+    c.wait_for_ids(&[id("web-2")]).await;
+    assert_eq!(lists(), lists_before, "no relist was needed: {:#?}", c.api.requests());
+    let watches = c.api.requests().into_iter().filter(|r| r.contains("watch=true")).count();
+    assert!(watches >= 2, "reconnected: {:#?}", c.api.requests());
+}
+
+#[tokio::test]
 async fn source_all_runs_docker_and_kubernetes_side_by_side_and_each_reconciles_only_its_own() {
     let c = Cluster::start().await;
     let image = TestImage::build().expect("test image builds");
