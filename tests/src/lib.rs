@@ -8,6 +8,9 @@
 //!   when a test fails.
 //! - [`docker`]: a busybox image built locally (nothing can be pulled),
 //!   containers and networks labelled `edge-test`, removed on drop.
+//! - [`kube_api::KubeApiServer`]: a stand-in Kubernetes API server for pods
+//!   (list/watch wire format, 410 Expired, selectors); no real one can be
+//!   installed on these machines.
 //! - [`netns::Topology`]: hosts on a bridge in network namespaces, and
 //!   [`vrrp`]: vipd, keepalived, HTTP servers and injected VRRP packets on it.
 //!
