@@ -36,7 +36,35 @@ else
   done
 fi
 
+# The router, on the ports of the DESIGN contract (loopback only here).
+echo "quickstart: starting router on 127.0.0.1:9999, admin 127.0.0.1:9998 (log: .run/router.log)"
+RUST_LOG=${RUST_LOG:-info} "$root/target/release/router" --consul-addr "$CONSUL_HTTP_ADDR" \
+  --proxy-addr 127.0.0.1:9999 --admin-addr 127.0.0.1:9998 >"$run/router.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -fsS http://127.0.0.1:9998/health >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+# A demo backend: a static page on a free loopback port, registered in Consul
+# with a route tag, so the curl below has something to reach.
+demo_dir="$run/demo"
+mkdir -p "$demo_dir"
+echo "hello from the edge demo backend" >"$demo_dir/index.html"
+demo_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server "$demo_port" --bind 127.0.0.1 --directory "$demo_dir" >"$run/demo.log" 2>&1 &
+pids+=($!)
+curl -fsS -X PUT "$CONSUL_HTTP_ADDR/v1/agent/service/register" -d "{\"ID\": \"quickstart-demo\", \"Name\": \"demo\",
+  \"Address\": \"127.0.0.1\", \"Port\": $demo_port, \"Tags\": [\"urlprefix-demo.local/\"]}" >/dev/null
+cleanups+=("curl -fsS -X PUT $CONSUL_HTTP_ADDR/v1/agent/service/deregister/quickstart-demo >/dev/null")
+for _ in $(seq 1 100); do
+  curl -fsS -H 'Host: demo.local' http://127.0.0.1:9999/ >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
 echo
 echo "Consul UI:  $CONSUL_HTTP_ADDR/ui/"
+echo "Router UI:  http://127.0.0.1:9998/   (routes, overrides, problems; /api/routes, /metrics, /health)"
+echo "Try:        curl -H 'Host: demo.local' http://127.0.0.1:9999/"
 echo "Ctrl-C stops everything started here."
 wait
