@@ -21,6 +21,8 @@
 //!   an `ERROR` event carrying a `Status` with reason `Expired`, code 410;
 //!   an `Exact` list or a stale `continue` token gets HTTP 410 with that
 //!   `Status`. Either makes a client relist.
+//! - `sendInitialEvents=true` (streaming lists): the current pods as `ADDED`,
+//!   then a `BOOKMARK` annotated `k8s.io/initial-events-end`.
 //! - `GET /version`, `/api` and a single pod by name, for clients that ask.
 //!
 //! Pods are k8s-openapi's [`Pod`], serialized by it, so their JSON is the
@@ -528,9 +530,19 @@ fn pods(store: &Mutex<Store>, namespace: Option<String>, q: &BTreeMap<String, St
         Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "BadRequest", "invalid resourceVersion"),
     };
     if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) {
-        let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1");
-        let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
-        return watch(store, filter, rv, bookmarks, timeout);
+        let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
+        let params = WatchParams {
+            rv,
+            bookmarks: flag("allowWatchBookmarks"),
+            initial_events: flag("sendInitialEvents"),
+            timeout: q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs),
+        };
+        let not_older = q.get("resourceVersionMatch").is_some_and(|m| m == "NotOlderThan");
+        if params.initial_events && !(params.bookmarks && not_older) {
+            let msg = "sendInitialEvents requires allowWatchBookmarks=true and resourceVersionMatch=NotOlderThan";
+            return error(StatusCode::BAD_REQUEST, "BadRequest", msg);
+        }
+        return watch(store, filter, params);
     }
     list(store, &filter, rv, q)
 }
@@ -568,21 +580,31 @@ fn list(store: &Mutex<Store>, filter: &Filter, rv: Option<u64>, q: &BTreeMap<Str
     )
 }
 
-fn watch(
-    store: &Mutex<Store>,
-    filter: Filter,
+/// The query parameters of a watch.
+struct WatchParams {
     rv: Option<u64>,
     bookmarks: bool,
+    /// `sendInitialEvents=true` (a streaming list): the current objects as
+    /// ADDED, then a BOOKMARK annotated `k8s.io/initial-events-end`.
+    initial_events: bool,
     timeout: Option<Duration>,
-) -> Response<Body> {
+}
+
+fn watch(store: &Mutex<Store>, filter: Filter, params: WatchParams) -> Response<Body> {
     let (tx, rx) = mpsc::unbounded_channel();
     {
         let mut store = lock(store);
-        match rv.filter(|rv| *rv > 0) {
+        let from = if params.initial_events { None } else { params.rv.filter(|rv| *rv > 0) };
+        match from {
             // "Any" / unset: the current objects as ADDED, then changes.
             None => {
                 for pod in store.pods.values().filter(|p| filter.matches(p)) {
                     let _ = tx.send(event_line(&json!({ "type": "ADDED", "object": pod })));
+                }
+                if params.initial_events {
+                    let mut end = bookmark_event(store.rv);
+                    end["object"]["metadata"]["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+                    let _ = tx.send(event_line(&end));
                 }
             }
             Some(rv) if rv < store.compacted => {
@@ -599,9 +621,9 @@ fn watch(
                 }
             }
         }
-        store.watchers.push(Watcher { filter, bookmarks, tx });
+        store.watchers.push(Watcher { filter, bookmarks: params.bookmarks, tx });
     }
-    stream_response(rx, timeout)
+    stream_response(rx, params.timeout)
 }
 
 fn stream_response(rx: mpsc::UnboundedReceiver<Bytes>, timeout: Option<Duration>) -> Response<Body> {

@@ -175,3 +175,25 @@ async fn watch_from_an_expired_version_gets_410_and_timeout_closes_the_stream() 
     let end = tokio::time::timeout(Duration::from_secs(10), resp.chunk()).await.expect("closed by timeoutSeconds");
     assert!(matches!(end, Ok(None)), "{end:?}");
 }
+
+#[tokio::test]
+async fn streaming_list_sends_the_current_pods_then_an_initial_events_end_bookmark() {
+    let server = KubeApiServer::start().await.expect("server");
+    server.add_pod(pod("default", "a", "n1"));
+    server.add_pod(pod("default", "b", "n2"));
+    let base =
+        format!("{}/api/v1/pods?watch=true&sendInitialEvents=true&fieldSelector=spec.nodeName%3Dn1", server.url());
+    let (code, _) = get(&base).await;
+    assert_eq!(code, 400, "needs bookmarks and NotOlderThan, as the real server insists");
+
+    let url = format!("{base}&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&resourceVersion=0");
+    let mut resp = reqwest::get(&url).await.expect("watch");
+    let mut buf = Vec::new();
+    let events = read_events(&mut resp, &mut buf, 2).await;
+    assert_eq!(kinds(&events), [("ADDED".into(), "a".into()), ("BOOKMARK".into(), String::new())]);
+    let meta = &events[1]["object"]["metadata"];
+    assert_eq!(meta["annotations"]["k8s.io/initial-events-end"], "true");
+    assert_eq!(meta["resourceVersion"], server.resource_version());
+    server.add_pod(pod("default", "c", "n1"));
+    assert_eq!(kinds(&read_events(&mut resp, &mut buf, 1).await), [("ADDED".to_string(), "c".to_string())]);
+}
