@@ -19,19 +19,20 @@
 
 mod backoff;
 mod model;
+mod state;
 pub mod status;
 mod watch;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use consul::{CatalogNode, HealthCheck, Node, QueryOptions, Response};
+use consul::{QueryOptions, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::routes::Table;
-use model::Catalog;
+use state::{Action, Event, State};
 pub use status::{Shared, Snapshot};
 pub use watch::Timing;
 
@@ -43,14 +44,6 @@ pub struct Config {
     pub timing: Timing,
     /// How long to wait for more changes before rebuilding.
     pub coalesce: Duration,
-}
-
-/// A change read by one watch.
-enum Event {
-    Nodes(Vec<Node>),
-    Node { name: String, node: Option<CatalogNode>, checks: Vec<HealthCheck>, checks_index: u64 },
-    Checks(Vec<HealthCheck>, u64),
-    Overrides(String),
 }
 
 /// Starts the watches and the coordinator; they run until the process ends.
@@ -67,13 +60,8 @@ struct Coordinator {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Event>,
     rx: mpsc::Receiver<Event>,
-    catalog: Catalog,
+    state: State,
     node_watches: BTreeMap<String, JoinHandle<()>>,
-    /// Nodes not read yet: the first table waits for them, so it is complete.
-    unread: BTreeSet<String>,
-    have_nodes: bool,
-    have_checks: bool,
-    overrides: Option<String>,
     last_problems: Vec<String>,
 }
 
@@ -86,12 +74,8 @@ impl Coordinator {
             shared,
             tx,
             rx,
-            catalog: Catalog::default(),
+            state: State::default(),
             node_watches: BTreeMap::new(),
-            unread: BTreeSet::new(),
-            have_nodes: false,
-            have_checks: false,
-            overrides: None,
             last_problems: Vec::new(),
         }
     }
@@ -108,7 +92,7 @@ impl Coordinator {
                     Err(_) => break,
                 }
             }
-            if self.have_nodes && self.have_checks && self.overrides.is_some() && self.unread.is_empty() {
+            if self.state.ready() {
                 self.publish();
             }
         }
@@ -186,57 +170,28 @@ impl Coordinator {
     }
 
     fn apply(&mut self, ev: Event) {
-        match ev {
-            Event::Nodes(nodes) => {
-                self.have_nodes = true;
-                let names: BTreeSet<String> = nodes.iter().map(|n| n.name.clone()).collect();
-                let gone: Vec<String> = self.node_watches.keys().filter(|n| !names.contains(*n)).cloned().collect();
-                for name in gone {
+        for action in self.state.apply(ev) {
+            match action {
+                Action::Follow(name) => {
+                    tracing::debug!(node = %name, "following node");
+                    let h = self.spawn_node_watch(&name);
+                    self.node_watches.insert(name, h);
+                }
+                Action::Unfollow(name) => {
                     tracing::info!(node = %name, "node left the catalog");
                     if let Some(h) = self.node_watches.remove(&name) {
                         h.abort();
                     }
-                    self.catalog.nodes.remove(&name);
-                    self.unread.remove(&name);
-                }
-                for n in nodes {
-                    if !self.node_watches.contains_key(&n.name) {
-                        tracing::debug!(node = %n.name, "following node");
-                        let h = self.spawn_node_watch(&n.name);
-                        self.node_watches.insert(n.name.clone(), h);
-                        self.unread.insert(n.name.clone());
-                    }
-                    self.catalog.nodes.entry(n.name).or_default().address = n.address;
                 }
             }
-            Event::Node { name, node, checks, checks_index } => {
-                let Some(state) = self.catalog.nodes.get_mut(&name) else { return };
-                self.unread.remove(&name);
-                match node {
-                    Some(n) => {
-                        state.address = n.node.address;
-                        state.services = n.services.into_values().collect();
-                    }
-                    None => state.services.clear(),
-                }
-                if checks_index >= state.checks_index {
-                    state.checks = checks;
-                    state.checks_index = checks_index;
-                }
-            }
-            Event::Checks(checks, index) => {
-                self.have_checks = true;
-                self.catalog.apply_all_checks(checks, index);
-            }
-            Event::Overrides(text) => self.overrides = Some(text),
         }
     }
 
     fn publish(&mut self) {
         let started = Instant::now();
         let prefix = &self.config.tag_prefix;
-        let instances = self.catalog.instances(prefix);
-        let overrides = self.overrides.clone().unwrap_or_default();
+        let instances = self.state.instances(prefix);
+        let overrides = self.state.overrides().to_string();
         let (table, problems) = Table::build(&instances, &overrides, prefix);
         let shown: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.source, p.message)).collect();
         if shown != self.last_problems {
