@@ -35,9 +35,19 @@ async fn routes_by_host_and_path_with_the_tag_grammar() {
         &["urlprefix-old.example.com/ redirect=301,http://new.example.com$path"],
     )
     .await;
+    register(&c, "pre1", "pre", web.port(), &["urlprefix-pre.example.com/ prepend=/v2"]).await;
+    register(&c, "allow1", "allowed", web.port(), &["urlprefix-allow.example.com/ allow=ip:127.0.0.0/8"]).await;
+    register(&c, "deny1", "denied", web.port(), &["urlprefix-deny.example.com/ allow=ip:10.0.0.0/8"]).await;
+    // A malformed tag is skipped and reported; the other tags still route.
+    register(&c, "bad1", "bad", web.port(), &["urlprefix-bad.example.com/ weight=lots"]).await;
     let router = Router::start(&consul, &[]).await;
-    router.wait_routed_to("dst.example.com", "/", "dst", T).await;
-    router.wait_status("old.example.com", "/", 301, T).await;
+    // Every registration is in the first table.
+    let all = integration_tests::wait_until(T, || async {
+        let text = router.http.get(format!("http://{}/metrics", router.admin)).send().await.ok()?.text().await.ok()?;
+        text.lines().any(|l| l == "router_routes 10").then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "10 routes loaded: {}", router.admin_json("/api/routes").await);
 
     // Exact host; case and port of the Host header are ignored.
     let (s, v) = router.fetch("app.example.com", "/hello?x=1").await;
@@ -67,6 +77,16 @@ async fn routes_by_host_and_path_with_the_tag_grammar() {
     let r = router.get("old.example.com", "/a/b?c=1").await.expect("answer");
     assert_eq!(r.status().as_u16(), 301);
     assert_eq!(r.headers()["location"], "http://new.example.com/a/b?c=1");
+
+    // prepend= and allow=/deny= (ip:CIDR); the client is 127.0.0.1.
+    assert_eq!(router.fetch("pre.example.com", "/x").await.1["path"], "/v2/x");
+    assert_eq!(router.fetch("allow.example.com", "/").await.0, 200);
+    assert_eq!(router.fetch("deny.example.com", "/").await.0, 403);
+    let problems = router.admin_json("/api/problems").await;
+    assert!(
+        problems.as_array().is_some_and(|p| p.iter().any(|p| p["source"].as_str().is_some_and(|s| s.contains("bad")))),
+        "the bad tag is reported: {problems}"
+    );
 
     // Forwarded headers added, hop-by-hop ones removed.
     let r = router
@@ -104,7 +124,8 @@ async fn routes_by_host_and_path_with_the_tag_grammar() {
         text.contains("router_requests_total{service=\"api\",route=\"app.example.com/api\",status=\"200\"}"),
         "{text}"
     );
-    assert!(text.contains("router_routes 7"), "{text}");
+    assert!(text.contains("router_routes 10"), "{text}");
+    assert!(text.contains("router_table_problems 1"), "{text}");
     assert!(text.contains("router_table_age_seconds "), "{text}");
     let page = router.http.get(format!("http://{}/", router.admin)).send().await.expect("page");
     let html = page.text().await.expect("html");
