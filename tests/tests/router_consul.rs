@@ -18,7 +18,10 @@ async fn routed(router: &Router, service: &str) -> Vec<String> {
     let mut ids: Vec<String> = routes
         .as_array()
         .map(|a| {
-            a.iter().filter(|r| r["service"] == service).filter_map(|r| r["instance"].as_str().map(String::from)).collect()
+            a.iter()
+                .filter(|r| r["service"] == service)
+                .filter_map(|r| r["instance"].as_str().map(String::from))
+                .collect()
         })
         .unwrap_or_default();
     ids.sort();

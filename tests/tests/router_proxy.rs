@@ -122,10 +122,8 @@ async fn http2_prior_knowledge_inbound() {
     let (mut send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.expect("h2 handshake");
     tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .uri("http://app.example.com/over-h2")
-        .body(Empty::<Bytes>::new())
-        .expect("request");
+    let req =
+        hyper::Request::builder().uri("http://app.example.com/over-h2").body(Empty::<Bytes>::new()).expect("request");
     let resp = send.send_request(req).await.expect("h2 response");
     assert_eq!(resp.status().as_u16(), 200);
     let body = resp.into_body().collect().await.expect("body").to_bytes();

@@ -1,0 +1,83 @@
+//! https targets (`proto=https`): a real TLS backend (`openssl s_server` with
+//! a throw-away self-signed certificate) is reached with
+//! `tlsskipverify=true`, and refused (502) without it, since its certificate
+//! is not trusted.
+
+mod router_support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use integration_tests::{ConsulAgent, free_port, wait_until};
+use router_support::{Router, register};
+
+const T: Duration = Duration::from_secs(10);
+
+/// `openssl s_server`, killed on drop.
+struct TlsBackend(Child);
+
+impl Drop for TlsBackend {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs")
+}
+
+#[tokio::test]
+async fn https_targets_with_and_without_certificate_checks() {
+    let dir = tempfile::Builder::new().prefix("edge-tls-").tempdir().expect("tempdir");
+    let out = openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    assert!(out.status.success(), "self-signed certificate: {}", String::from_utf8_lossy(&out.stderr));
+    let port = free_port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert", "cert.pem", "-key", "key.pem", "-www"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server starts");
+    let _backend = TlsBackend(child);
+    let listening =
+        wait_until(T, || async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop) }).await;
+    assert!(listening.is_some(), "s_server listening on {port}");
+
+    let consul = ConsulAgent::start().await.expect("consul starts");
+    let c = consul.client();
+    register(&c, "tls1", "tls", port, &["urlprefix-tls.example.com/ proto=https tlsskipverify=true"]).await;
+    register(&c, "strict1", "strict", port, &["urlprefix-strict.example.com/ proto=https"]).await;
+    let router = Router::start(&consul, &[]).await;
+    let routes = router.admin_json("/api/routes").await;
+    let tls = routes.as_array().and_then(|a| a.iter().find(|r| r["service"] == "tls").cloned()).expect("tls route");
+    assert_eq!(tls["target"], format!("https://127.0.0.1:{port}/"));
+
+    let r = router.get("tls.example.com", "/").await.expect("answer");
+    assert_eq!(r.status().as_u16(), 200);
+    let body = r.text().await.expect("body");
+    assert!(body.contains("s_server"), "{body}");
+
+    assert_eq!(router.fetch("strict.example.com", "/").await.0, 502, "an untrusted certificate is refused");
+}
