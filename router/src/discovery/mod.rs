@@ -31,7 +31,7 @@ use consul::{QueryOptions, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::routes::Table;
+use crate::routes::{Instance, Table};
 use state::{Action, Event, State};
 pub use status::{Shared, Snapshot};
 pub use watch::Timing;
@@ -63,6 +63,10 @@ struct Coordinator {
     state: State,
     node_watches: BTreeMap<String, JoinHandle<()>>,
     last_problems: Vec<String>,
+    /// What the published table was built from: a wake-up that changes
+    /// nothing that matters (a check's output, another node's index) does
+    /// not rebuild or republish.
+    last_input: Option<(Vec<Instance>, String)>,
 }
 
 impl Coordinator {
@@ -77,6 +81,7 @@ impl Coordinator {
             state: State::default(),
             node_watches: BTreeMap::new(),
             last_problems: Vec::new(),
+            last_input: None,
         }
     }
 
@@ -192,6 +197,10 @@ impl Coordinator {
         let prefix = &self.config.tag_prefix;
         let instances = self.state.instances(prefix);
         let overrides = self.state.overrides().to_string();
+        if self.last_input.as_ref().is_some_and(|(i, o)| *i == instances && *o == overrides) {
+            tracing::trace!("no routing-relevant change");
+            return;
+        }
         let (table, problems) = Table::build(&instances, &overrides, prefix);
         let shown: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.source, p.message)).collect();
         if shown != self.last_problems {
@@ -202,6 +211,7 @@ impl Coordinator {
         }
         let routes = table.len();
         let n = instances.len();
+        let overrides_input = overrides.clone();
         self.shared.snapshot.store(Arc::new(Snapshot {
             table,
             problems,
@@ -210,6 +220,7 @@ impl Coordinator {
             built_unix_ms: status::unix_ms(),
         }));
         self.shared.status.set_loaded();
+        self.last_input = Some((instances, overrides_input));
         tracing::debug!(routes, instances = n, build_us = started.elapsed().as_micros() as u64, "table published");
     }
 }
