@@ -61,7 +61,7 @@ impl Status {
         self.loaded.load(Ordering::Acquire)
     }
 
-    pub(super) fn set_loaded(&self) {
+    pub(crate) fn set_loaded(&self) {
         self.loaded.store(true, Ordering::Release);
     }
 
@@ -80,12 +80,12 @@ impl Status {
         self.last_error.load_full()
     }
 
-    pub(super) fn record_error(&self, msg: String) {
+    pub(crate) fn record_error(&self, msg: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         self.last_error.store(Some(Arc::new(msg)));
     }
 
-    pub(super) fn mark_failing(&self, failing: bool) {
+    pub(crate) fn mark_failing(&self, failing: bool) {
         if failing {
             self.failing.fetch_add(1, Ordering::AcqRel);
         } else {
