@@ -64,6 +64,17 @@ async fn checks_decide_which_instances_are_routed() {
     c.ttl_check("service:web-checked", TtlStatus::Pass, "").await.expect("ttl pass");
     wait_routed(&router, "web", &["web-checked", "web-critical", "web-unchecked"]).await;
 
+    // Maintenance mode (a critical check Consul adds) takes an instance out,
+    // also one that has no checks of its own.
+    let maintenance = |enable: bool| {
+        let url = format!("{}/v1/agent/service/maintenance/web-unchecked?enable={enable}", consul.http_addr());
+        async move { reqwest::Client::new().put(url).send().await.expect("maintenance call").status().is_success() }
+    };
+    assert!(maintenance(true).await);
+    wait_routed(&router, "web", &["web-checked", "web-critical"]).await;
+    assert!(maintenance(false).await);
+    wait_routed(&router, "web", &["web-checked", "web-critical", "web-unchecked"]).await;
+
     // Deregistering removes the route entirely.
     for id in ["web-checked", "web-critical", "web-unchecked"] {
         c.deregister_service(id).await.expect("deregister");
