@@ -5,6 +5,7 @@
 
 mod router_support;
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -52,14 +53,21 @@ async fn https_targets_with_and_without_certificate_checks() {
     );
     assert!(out.status.success(), "self-signed certificate: {}", String::from_utf8_lossy(&out.stderr));
     let port = free_port();
-    let child = Command::new("openssl")
-        .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert", "cert.pem", "-key", "key.pem", "-www"])
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert", "cert.pem", "-key", "key.pem", "-www"])
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl s_server starts");
+        .stderr(Stdio::null());
+    // SAFETY: one async-signal-safe syscall between fork and exec; the server
+    // dies with the test process even if the test is killed.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("openssl s_server starts");
     let _backend = TlsBackend(child);
     let listening =
         wait_until(T, || async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop) }).await;
