@@ -26,7 +26,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
-use crate::conventions::{self, HEALTH_TTL_SECS, Options, health_check_id};
+use crate::conventions::{self, HEALTH_TTL_SECS, Options, Warning, health_check_id};
 use crate::reconcile;
 use crate::source::SourceEvent;
 use crate::workload::{SourceKind, Workload};
@@ -43,10 +43,12 @@ pub struct Config {
     pub resync: Duration,
 }
 
-/// One workload and the registrations made from it.
+/// One workload, the registrations made from it, and the values skipped
+/// (kept so a warning is logged when it appears, not on every event).
 struct Tracked {
     workload: Workload,
     services: Vec<ServiceRegistration>,
+    warnings: Vec<Warning>,
 }
 
 type Key = (SourceKind, String);
@@ -106,19 +108,29 @@ impl Sync {
     async fn handle(&mut self, event: SourceEvent) {
         match event {
             SourceEvent::Snapshot { source, workloads } => {
-                self.tracked.retain(|(s, _), _| *s != source);
-                self.quiet.retain(|(s, _)| *s != source);
+                let mut previous: BTreeMap<Key, Vec<Warning>> = BTreeMap::new();
+                self.tracked.retain(|k, t| {
+                    if k.0 == source {
+                        previous.insert(k.clone(), std::mem::take(&mut t.warnings));
+                    }
+                    k.0 != source
+                });
                 for w in workloads {
-                    let services = self.plan(&w);
-                    self.tracked.insert((source, w.key.clone()), Tracked { workload: w, services });
+                    let key = (source, w.key.clone());
+                    let seen = previous.get(&key).map_or(&[][..], Vec::as_slice);
+                    let tracked = plan(&self.config.options, &mut self.quiet, w, seen);
+                    self.tracked.insert(key, tracked);
                 }
+                self.quiet.retain(|k| k.0 != source || self.tracked.contains_key(k));
                 self.listed.insert(source);
                 self.reconcile("snapshot").await;
             }
             SourceEvent::Upsert(w) => {
                 let key = (w.source, w.key.clone());
-                let services = self.plan(&w);
-                let old = self.tracked.insert(key, Tracked { workload: *w, services: services.clone() });
+                let seen = self.tracked.get(&key).map_or(&[][..], |t| t.warnings.as_slice());
+                let tracked = plan(&self.config.options, &mut self.quiet, *w, seen);
+                let services = tracked.services.clone();
+                let old = self.tracked.insert(key, tracked);
                 if self.owed.is_none() {
                     self.apply_change(old, &services).await;
                 }
@@ -133,24 +145,6 @@ impl Sync {
                 }
             }
         }
-    }
-
-    /// The registrations of `w`, logging skipped values, and once, a
-    /// workload with nothing to register.
-    fn plan(&mut self, w: &Workload) -> Vec<ServiceRegistration> {
-        let plan = conventions::registrations(w, &self.config.options);
-        for warning in &plan.warnings {
-            warn!(workload = %w.instance, key = %warning.key, value = %warning.value, "{}", warning.problem);
-        }
-        let key = (w.source, w.key.clone());
-        if plan.services.is_empty() {
-            if self.quiet.insert(key) {
-                debug!(workload = %w.instance, source = %w.source, "nothing to register (no reachable port, or ignored)");
-            }
-        } else {
-            self.quiet.remove(&key);
-        }
-        plan.services
     }
 
     /// Brings the agent from `old`'s registrations to `new`: registers what
@@ -184,13 +178,16 @@ impl Sync {
         }
     }
 
-    /// Every registration we want, by ID; on a clash the first wins.
-    fn desired(&self) -> BTreeMap<String, ServiceRegistration> {
+    /// Every registration we want, by ID; on a clash the first wins (and
+    /// with `report`, the clash is logged).
+    fn desired(&self, report: bool) -> BTreeMap<String, ServiceRegistration> {
         let mut desired = BTreeMap::new();
         for t in self.tracked.values() {
             for reg in &t.services {
                 if desired.contains_key(&reg.id) {
-                    warn!(service_id = %reg.id, workload = %t.workload.instance, "service ID already used by another workload; skipped");
+                    if report {
+                        warn!(service_id = %reg.id, workload = %t.workload.instance, "service ID already used by another workload; skipped");
+                    }
                 } else {
                     desired.insert(reg.id.clone(), reg.clone());
                 }
@@ -205,7 +202,7 @@ impl Sync {
             Ok(a) => a,
             Err(error) => return self.failed("list agent services", why, &error),
         };
-        let diff = reconcile::diff(&self.desired(), &actual, &self.config.node, &self.listed);
+        let diff = reconcile::diff(&self.desired(true), &actual, &self.config.node, &self.listed);
         if !diff.is_empty() {
             info!(
                 reason = why,
@@ -240,7 +237,7 @@ impl Sync {
             Ok(a) => a,
             Err(error) => return self.failed("list agent services", "presence", &error),
         };
-        let missing = self.desired().keys().filter(|id| !actual.contains_key(*id)).count();
+        let missing = self.desired(false).keys().filter(|id| !actual.contains_key(*id)).count();
         if missing > 0 {
             warn!(missing, "Consul agent lost our entries (agent restarted?); reconciling");
             self.reconcile("agent lost entries").await;
@@ -268,6 +265,24 @@ impl Sync {
         warn!(operation = what, subject, %error, retry_in = ?delay, "Consul call failed; will reconcile");
         self.owed = Some(Instant::now() + delay);
     }
+}
+
+/// The registrations of `w`, logging skipped values not among `seen`
+/// (already logged), and once, a workload with nothing to register.
+fn plan(options: &Options, quiet: &mut HashSet<Key>, w: Workload, seen: &[Warning]) -> Tracked {
+    let plan = conventions::registrations(&w, options);
+    for warning in plan.warnings.iter().filter(|warning| !seen.contains(warning)) {
+        warn!(workload = %w.instance, key = %warning.key, value = %warning.value, "{}", warning.problem);
+    }
+    let key = (w.source, w.key.clone());
+    if plan.services.is_empty() {
+        if quiet.insert(key) {
+            debug!(workload = %w.instance, source = %w.source, "nothing to register (no reachable port, or ignored)");
+        }
+    } else {
+        quiet.remove(&key);
+    }
+    Tracked { workload: w, services: plan.services, warnings: plan.warnings }
 }
 
 /// The status the registrar-owned health check of `reg` should report.
