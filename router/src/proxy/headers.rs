@@ -69,8 +69,9 @@ pub struct ClientInfo {
 }
 
 /// Adds the client's identity. `X-Forwarded-For` and `Forwarded` are lists
-/// each proxy appends to; the single-valued ones are set only when no proxy in
-/// front set them already, so the first proxy's view survives.
+/// each proxy appends to. The single-valued ones are overwritten: the router
+/// is the edge, so a value that arrives with the request came from the client
+/// itself and must not let it claim another address or scheme.
 pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
     let ip = client.ip.to_string();
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -78,12 +79,14 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
         _ => ip.clone(),
     };
     set(headers, "x-forwarded-for", &xff);
-    set_if_absent(headers, "x-forwarded-proto", "http");
-    if !client.host.is_empty() {
-        set_if_absent(headers, "x-forwarded-host", &client.host);
+    set(headers, "x-forwarded-proto", "http");
+    if client.host.is_empty() {
+        headers.remove("x-forwarded-host");
+    } else {
+        set(headers, "x-forwarded-host", &client.host);
     }
-    set_if_absent(headers, "x-forwarded-port", &client.local_port.to_string());
-    set_if_absent(headers, "x-real-ip", &ip);
+    set(headers, "x-forwarded-port", &client.local_port.to_string());
+    set(headers, "x-real-ip", &ip);
     let node = match client.ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(_) => format!("\"[{ip}]\""),
@@ -102,12 +105,6 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name, v);
-    }
-}
-
-fn set_if_absent(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    if !headers.contains_key(name) {
-        set(headers, name, value);
     }
 }
 
@@ -209,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_lists_are_appended_and_first_proxy_values_kept() {
+    fn forwarded_lists_are_appended_and_client_claims_overwritten() {
         let mut h = map(&[
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-proto", "https"),
@@ -218,8 +215,8 @@ mod tests {
         ]);
         add_forwarded(&mut h, &client("::1"));
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, ::1");
-        assert_eq!(h["x-forwarded-proto"], "https");
-        assert_eq!(h["x-real-ip"], "1.1.1.1");
+        assert_eq!(h["x-forwarded-proto"], "http", "the client cannot claim https");
+        assert_eq!(h["x-real-ip"], "::1", "the client cannot claim another address");
         assert_eq!(h["forwarded"], "for=1.1.1.1, for=\"[::1]\";proto=http;host=\"app.example.com:8080\"");
     }
 
