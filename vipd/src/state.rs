@@ -196,7 +196,13 @@ impl Machine {
             out.push(Action::SendAdvert { priority: ours });
             self.arm(now + self.config.advert_interval, out);
         } else if priority > ours || (priority == ours && from > self.config.primary) {
+            // One last advert at our own, losing priority before stepping
+            // down: after a partition heals this makes the winner answer with
+            // gratuitous ARP even when its advert reached us first, so clients
+            // drop our MAC at once (DESIGN field note). Backups ignore it or
+            // treat it as a normal advert.
             self.master_adver_interval = interval;
+            out.push(Action::SendAdvert { priority: ours });
             out.push(Action::RemoveVip);
             self.state = State::Backup;
             self.arm(now + self.master_down(), out);
@@ -437,7 +443,35 @@ mod tests {
         let out = m.handle(t + MS, Event::Advert { from: ip(1), priority: 101, interval: 200 * MS });
         assert_eq!(m.state(), State::Backup);
         assert_eq!(m.master_adver_interval(), 200 * MS);
-        assert_eq!(out, vec![Action::RemoveVip, Action::ArmTimer { at: t + MS + master_down_interval(100, 200 * MS) }]);
+        assert_eq!(
+            out,
+            vec![
+                Action::SendAdvert { priority: 100 },
+                Action::RemoveVip,
+                Action::ArmTimer { at: t + MS + master_down_interval(100, 200 * MS) }
+            ]
+        );
+    }
+
+    #[test]
+    fn after_a_partition_both_masters_end_with_the_winner_sending_gratuitous_arp() {
+        // Two masters meet; whichever hears the other first, the loser's last
+        // advert makes the winner refresh neighbours.
+        let mut winner = started(Config { primary: ip(1), ..config(200) });
+        let mut loser = started(Config { primary: ip(2), ..config(100) });
+        let t = become_master(&mut winner).max(become_master(&mut loser));
+        let out = loser.handle(t + MS, advert(1, 200));
+        assert_eq!(loser.state(), State::Backup);
+        let last = out
+            .iter()
+            .find_map(|a| match a {
+                Action::SendAdvert { priority } => Some(*priority),
+                _ => None,
+            })
+            .expect("the loser sends a last advert");
+        let reply = winner.handle(t + 2 * MS, advert(2, last));
+        assert_eq!(winner.state(), State::Master);
+        assert!(reply.contains(&Action::SendGratuitousArp));
     }
 
     #[test]
