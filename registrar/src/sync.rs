@@ -129,6 +129,7 @@ impl Sync {
                 let key = (w.source, w.key.clone());
                 let seen = self.tracked.get(&key).map_or(&[][..], |t| t.warnings.as_slice());
                 let tracked = plan(&self.config.options, &mut self.quiet, *w, seen);
+                debug!(workload = %tracked.workload.instance, services = tracked.services.len(), "workload changed");
                 let services = tracked.services.clone();
                 let old = self.tracked.insert(key, tracked);
                 if self.owed.is_none() {

@@ -168,11 +168,32 @@ async fn user_defined_network_registers_its_address() {
     let name = unique("net");
     let c = Container::run(&name, &["--network", net.name(), "--expose", "80", s.image.tag(), "sleep", "600"])
         .expect("container runs");
-    let _r = registrar(&s, &s.node, &["--internal"]);
+    let r = registrar(&s, &s.node, &["--internal"]);
     let e = wait_ids(&s, &s.node, &name, &[id(&s.node, &name, 80)]).await;
     let ip = c.ip_on(net.name()).unwrap();
     assert!(!ip.is_empty());
     assert_eq!(e[&id(&s.node, &name, 80)].address, ip);
+
+    // Also on the default bridge now: the network its mode names still wins.
+    let changes = || r.logs().matches("workload changed").count();
+    let before = changes();
+    integration_tests::docker::docker(&["network", "connect", "bridge", c.id()]).unwrap();
+    let seen = wait_until(WAIT, || async { (changes() > before).then_some(()) }).await;
+    assert!(seen.is_some(), "registrar did not follow the network connect event");
+    let e = entries(&s, &s.node, &name).await.unwrap();
+    assert_eq!(e[&id(&s.node, &name, 80)].address, ip, "switched away from the network named by the mode");
+}
+
+#[tokio::test]
+async fn host_network_registers_host_address_and_exposed_ports() {
+    let s = setup("host").await;
+    let name = unique("host");
+    let _c = Container::run(&name, &["--network", "host", "--expose", "18081", s.image.tag(), "sleep", "600"])
+        .expect("container runs");
+    let _r = registrar(&s, &s.node, &[]);
+    let e = wait_ids(&s, &s.node, &name, &[id(&s.node, &name, 18081)]).await;
+    let svc = &e[&id(&s.node, &name, 18081)];
+    assert_eq!((svc.address.as_str(), svc.port), ("127.0.0.1", 18081));
 }
 
 #[tokio::test]
