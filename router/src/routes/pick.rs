@@ -28,6 +28,11 @@ impl Picker {
     /// Builds the wheel for weights that sum to 1 (or are all 0). Targets
     /// with weight 0 are never picked.
     pub fn new(weights: &[f64]) -> Picker {
+        // The common case: every target alike, one slot each.
+        if weights.first().is_some_and(|&w| w > 0.0 && weights.iter().all(|&x| x == w)) {
+            let wheel = (0..weights.len() as u32).collect();
+            return Picker { wheel, next: AtomicUsize::new(0) };
+        }
         // Finer resolution for many targets so small shares do not vanish.
         let scale = RESOLUTION.max(weights.len() as f64 * 10.0);
         let slots: Vec<u64> =

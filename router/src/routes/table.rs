@@ -13,7 +13,9 @@
 //! host-less routes, as in fabio.
 
 use std::borrow::Cow;
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::ops::Range;
 
 use http::Uri;
@@ -100,10 +102,9 @@ impl Table {
             b.add_instance(inst, tag_prefix);
         }
         for (line, cmd) in overrides::parse(overrides) {
-            let origin = format!("overrides line {line}");
             match cmd {
-                Ok(cmd) => b.apply(cmd, &origin),
-                Err(message) => b.problems.push(Problem { source: origin, message }),
+                Ok(cmd) => b.apply(cmd, Origin::Line(line)),
+                Err(message) => b.problem(Origin::Line(line), message),
             }
         }
         b.finish()
@@ -188,6 +189,26 @@ fn display<S: Serializer>(uri: &Uri, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(uri)
 }
 
+/// Where a route or target came from, formatted only when a Problem needs it.
+#[derive(Debug, Clone, Copy)]
+enum Origin<'a> {
+    Tag { service: &'a str, tag: &'a str },
+    Line(usize),
+}
+
+impl fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Tag { service, tag } => write!(f, "service {service} tag '{tag}'"),
+            Origin::Line(n) => write!(f, "overrides line {n}"),
+        }
+    }
+}
+
+/// Orders the routes as the table keeps them (host ascending, path
+/// descending), so assembly needs no final sort.
+type Key = (String, Reverse<String>);
+
 /// A target while the table is being assembled.
 #[derive(Debug)]
 struct Pending {
@@ -200,15 +221,15 @@ struct Pending {
 }
 
 #[derive(Debug, Default)]
-struct PendingRoute {
+struct PendingRoute<'a> {
     /// The first contributor's options, and who that was.
-    opts: Option<(RouteOptions, String)>,
+    opts: Option<(RouteOptions, Origin<'a>)>,
     targets: Vec<Pending>,
 }
 
 #[derive(Debug, Default)]
-struct Builder {
-    routes: BTreeMap<Source, PendingRoute>,
+struct Builder<'a> {
+    routes: BTreeMap<Key, PendingRoute<'a>>,
     /// Explicit weights: the share of a route's traffic for all the targets
     /// in the group together.
     groups: Vec<f64>,
@@ -218,11 +239,15 @@ struct Builder {
     problems: Vec<Problem>,
 }
 
-impl Builder {
-    fn add_instance(&mut self, inst: &Instance, prefix: &str) {
+impl<'a> Builder<'a> {
+    fn problem(&mut self, origin: Origin<'_>, message: String) {
+        self.problems.push(Problem { source: origin.to_string(), message });
+    }
+
+    fn add_instance(&mut self, inst: &'a Instance, prefix: &str) {
         for t in &inst.tags {
             let Some(parsed) = tag::parse(t, prefix) else { continue };
-            let origin = format!("service {} tag '{t}'", inst.service);
+            let origin = Origin::Tag { service: &inst.service, tag: t };
             let added = parsed.and_then(|r| {
                 let url = target_url(r.parsed.opts.proto.scheme(), &inst.address, inst.port)?;
                 let group = r.parsed.weight.map(|w| {
@@ -239,22 +264,22 @@ impl Builder {
                     tags: inst.tags.clone(),
                     group,
                 };
-                self.add(r.source, target, r.parsed.opts, &origin)
+                self.add(r.source, target, r.parsed.opts, origin)
             });
             if let Err(message) = added {
-                self.problems.push(Problem { source: origin, message });
+                self.problem(origin, message);
             }
         }
     }
 
-    fn add(&mut self, source: Source, target: Pending, opts: RouteOptions, origin: &str) -> Result<(), String> {
-        let route = self.routes.entry(source).or_default();
+    fn add(&mut self, source: Source, target: Pending, opts: RouteOptions, origin: Origin<'a>) -> Result<(), String> {
+        let route = self.routes.entry((source.host, Reverse(source.path))).or_default();
         let same = |p: &Pending| p.service == target.service && p.instance_id == target.instance_id;
         if route.targets.iter().any(same) {
             return Err("the same instance is already a target of this route; ignored".to_string());
         }
         match &route.opts {
-            None => route.opts = Some((opts, origin.to_string())),
+            None => route.opts = Some((opts, origin)),
             Some((first, by)) if *first != opts => self.problems.push(Problem {
                 source: origin.to_string(),
                 message: format!("options differ from the route's, which come from {by}; the route keeps those"),
@@ -265,7 +290,7 @@ impl Builder {
         Ok(())
     }
 
-    fn apply(&mut self, cmd: Command, origin: &str) {
+    fn apply(&mut self, cmd: Command, origin: Origin<'a>) {
         match cmd {
             Command::Add { service, source, dst, tags, parsed } => {
                 let group = parsed.weight.map(|w| {
@@ -274,12 +299,12 @@ impl Builder {
                 });
                 let target = Pending { service, instance_id: dst.to_string(), url: dst, tags, group };
                 if let Err(message) = self.add(source, target, parsed.opts, origin) {
-                    self.problems.push(Problem { source: origin.to_string(), message });
+                    self.problem(origin, message);
                 }
             }
             Command::Del(del) => self.delete(&del),
             Command::Weight { service, source, weight, tags } => {
-                let Some(route) = self.routes.get_mut(&source) else { return };
+                let Some(route) = self.routes.get_mut(&(source.host, Reverse(source.path))) else { return };
                 let g = self.groups.len();
                 let mut any = false;
                 for t in route.targets.iter_mut().filter(|t| matches(t, service.as_deref(), &tags)) {
@@ -294,14 +319,15 @@ impl Builder {
     }
 
     fn delete(&mut self, del: &Del) {
-        let doomed = |src: &Source, t: &Pending| match del {
+        let on = |(host, Reverse(path)): &Key, src: &Source| *host == src.host && *path == src.path;
+        let doomed = |key: &Key, t: &Pending| match del {
             Del::Service(s) => t.service == *s,
-            Del::Route { service, source } => src == source && t.service == *service,
-            Del::Target { service, source, dst } => src == source && t.service == *service && same_url(&t.url, dst),
+            Del::Route { service, source } => on(key, source) && t.service == *service,
+            Del::Target { service, source, dst } => on(key, source) && t.service == *service && same_url(&t.url, dst),
             Del::Tags { service, tags } => matches(t, service.as_deref(), tags),
         };
-        for (src, route) in &mut self.routes {
-            route.targets.retain(|t| !doomed(src, t));
+        for (key, route) in &mut self.routes {
+            route.targets.retain(|t| !doomed(key, t));
         }
         // An emptied route is gone, options included: a later `route add`
         // starts it afresh.
@@ -310,18 +336,15 @@ impl Builder {
 
     fn finish(mut self) -> (Table, Vec<Problem>) {
         let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
-        for (source, pending) in std::mem::take(&mut self.routes) {
+        for ((host, Reverse(path)), pending) in std::mem::take(&mut self.routes) {
             let weights = weigh(&pending.targets, &self.groups);
             if weights.iter().all(|&w| w == 0.0) {
                 self.problems.push(Problem {
-                    source: format!("route {}{}", source.host, source.path),
+                    source: format!("route {host}{path}"),
                     message: "every target has weight 0; requests for it get 502".to_string(),
                 });
             }
-            let mut services: Vec<&str> = pending.targets.iter().map(|t| t.service.as_str()).collect();
-            services.sort_unstable();
-            services.dedup();
-            let service = services.join(",");
+            let service = services(&pending.targets);
             let targets: Vec<Target> = pending
                 .targets
                 .into_iter()
@@ -335,15 +358,15 @@ impl Builder {
                 })
                 .collect();
             routes.push(Route {
-                host: source.host,
-                path: source.path,
+                host,
+                path,
                 service,
                 targets,
                 opts: pending.opts.map(|(o, _)| o).unwrap_or_default(),
                 picker: Picker::new(&weights),
             });
         }
-        routes.sort_by(|a, b| a.host.cmp(&b.host).then_with(|| b.path.cmp(&a.path)));
+        debug_assert!(routes.is_sorted_by(|a, b| (&a.host, Reverse(&a.path)) <= (&b.host, Reverse(&b.path))));
 
         let mut table = Table { routes, ..Table::default() };
         let mut start = 0;
@@ -359,6 +382,18 @@ impl Builder {
         }
         (table, self.problems)
     }
+}
+
+/// The route's services, sorted and comma-separated.
+fn services(targets: &[Pending]) -> String {
+    let first = targets.first().map_or("", |t| t.service.as_str());
+    if targets.iter().all(|t| t.service == first) {
+        return first.to_string();
+    }
+    let mut names: Vec<&str> = targets.iter().map(|t| t.service.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.join(",")
 }
 
 /// Whether a target belongs to the service (any, when None) and carries all
@@ -385,6 +420,9 @@ fn same_url(a: &Uri, b: &Uri) -> bool {
 /// are scaled down to 1; if every target has an explicit weight and they sum
 /// under 1, they are scaled up to 1.
 fn weigh(targets: &[Pending], groups: &[f64]) -> Vec<f64> {
+    if targets.iter().all(|t| t.group.is_none()) {
+        return vec![1.0 / targets.len() as f64; targets.len()];
+    }
     let mut members: BTreeMap<usize, usize> = BTreeMap::new();
     for g in targets.iter().filter_map(|t| t.group) {
         *members.entry(g).or_default() += 1;
