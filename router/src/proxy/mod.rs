@@ -128,14 +128,18 @@ impl Proxy {
                 Ok(u) => u,
                 Err(e) => {
                     last_error = format!("bad upstream URI for {}: {e}", target.url);
-                    continue;
+                    if retryable {
+                        continue;
+                    }
+                    break;
                 }
             };
             let mut out = Request::new(body.take().unwrap_or_else(empty_body));
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = Version::HTTP_11;
-            *out.headers_mut() = headers_out.clone();
+            // Only a retryable request may need the headers again.
+            *out.headers_mut() = if retryable { headers_out.clone() } else { std::mem::take(&mut headers_out) };
             let host_out = match &opts.host {
                 HostHeader::Keep => host.clone(),
                 HostHeader::Dst => target.url.authority().map(|a| a.to_string()).unwrap_or_default(),
