@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::conventions::{self, HEALTH_TTL_SECS, Options, Warning, health_check_id};
-use crate::reconcile;
+use crate::reconcile::{self, Step};
 use crate::source::SourceEvent;
 use crate::workload::{SourceKind, Workload};
 
@@ -151,30 +151,26 @@ impl Sync {
     /// Brings the agent from `old`'s registrations to `new`: registers what
     /// is new or changed, updates health TTLs in place, removes the rest.
     async fn apply_change(&mut self, old: Option<Tracked>, new: &[ServiceRegistration]) {
-        let old_services = old.map(|t| t.services).unwrap_or_default();
-        for reg in new {
-            let before = old_services.iter().find(|o| o.id == reg.id);
-            let unchanged = before.is_some_and(|o| o.meta == reg.meta && o.tags == reg.tags && o.name == reg.name);
-            if !unchanged {
-                match self.consul.register_service(reg).await {
+        let old = old.map(|t| t.services).unwrap_or_default();
+        for step in reconcile::steps(&old, new) {
+            match step {
+                Step::Register(reg) => match self.consul.register_service(&reg).await {
                     Ok(()) => {
                         info!(service_id = %reg.id, service = %reg.name, address = %reg.address, port = ?reg.port, "registered")
                     }
                     Err(error) => return self.failed("register", &reg.id, &error),
+                },
+                Step::Health { service_id, passing } => {
+                    let status = if passing { TtlStatus::Pass } else { TtlStatus::Fail };
+                    if let Err(error) = self.consul.ttl_check(&health_check_id(&service_id), status, "").await {
+                        return self.failed("update health check", &service_id, &error);
+                    }
+                    info!(service_id = %service_id, healthy = passing, "health check updated");
                 }
-            } else if let (Some(o), Some(status)) = (before, ttl_status(reg))
-                && ttl_status(o) != Some(status)
-            {
-                if let Err(error) = self.consul.ttl_check(&health_check_id(&reg.id), status, "").await {
-                    return self.failed("update health check", &reg.id, &error);
-                }
-                info!(service_id = %reg.id, healthy = status == TtlStatus::Pass, "health check updated");
-            }
-        }
-        for o in old_services.iter().filter(|o| !new.iter().any(|n| n.id == o.id)) {
-            match self.consul.deregister_service(&o.id).await {
-                Ok(()) => info!(service_id = %o.id, "deregistered"),
-                Err(error) => return self.failed("deregister", &o.id, &error),
+                Step::Deregister(id) => match self.consul.deregister_service(&id).await {
+                    Ok(()) => info!(service_id = %id, "deregistered"),
+                    Err(error) => return self.failed("deregister", &id, &error),
+                },
             }
         }
     }
@@ -251,7 +247,10 @@ impl Sync {
             .tracked
             .values()
             .flat_map(|t| t.services.iter())
-            .filter_map(|reg| ttl_status(reg).map(|s| (health_check_id(&reg.id), s)))
+            .filter_map(|reg| {
+                let status = if reconcile::health_passing(reg)? { TtlStatus::Pass } else { TtlStatus::Fail };
+                Some((health_check_id(&reg.id), status))
+            })
             .collect();
         for (check_id, status) in checks {
             if let Err(error) = self.consul.ttl_check(&check_id, status, "").await {
@@ -284,11 +283,4 @@ fn plan(options: &Options, quiet: &mut HashSet<Key>, w: Workload, seen: &[Warnin
         quiet.remove(&key);
     }
     Tracked { workload: w, services: plan.services, warnings: plan.warnings }
-}
-
-/// The status the registrar-owned health check of `reg` should report.
-fn ttl_status(reg: &ServiceRegistration) -> Option<TtlStatus> {
-    let id = health_check_id(&reg.id);
-    let check = reg.checks.iter().find(|c| c.check_id == id)?;
-    Some(if check.status == "passing" { TtlStatus::Pass } else { TtlStatus::Fail })
 }

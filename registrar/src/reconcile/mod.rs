@@ -8,12 +8,16 @@
 //! another node's registrar, or by a source still starting up are never
 //! touched, and a restarted registrar removes exactly its own stale ones.
 
+mod incremental;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use consul::{AgentService, ServiceRegistration};
 
 use crate::conventions::{META_NODE, META_SOURCE};
 use crate::workload::SourceKind;
+
+pub use incremental::{Step, health_passing, steps};
 
 /// What to change on the agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
