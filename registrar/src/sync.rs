@@ -59,7 +59,8 @@ pub struct Sync {
     tracked: BTreeMap<Key, Tracked>,
     /// Sources that sent a snapshot: only their entries may be removed.
     listed: BTreeSet<SourceKind>,
-    /// A Consul call failed: a full reconcile is owed at `retry_at`.
+    /// A Consul call failed: a full reconcile is owed, at this instant
+    /// (backoff); per-event calls pause until it succeeds.
     owed: Option<Instant>,
     backoff: Backoff,
     /// Workloads already logged as having nothing to register.
