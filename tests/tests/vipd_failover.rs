@@ -86,7 +86,7 @@ fn sigterm_hands_over_within_an_advert_interval_and_no_preempt_keeps_the_new_mas
 fn unicast_peers_elect_and_hand_over_like_multicast() {
     let topo = Topology::new(2).expect("topology");
     let peer = |i: usize| Topology::node_ip(i).to_string();
-    let mut a = spawn_vipd(&topo, 0, VIP, VRID, 200, "100ms", &["--peer", &peer(1)]).expect("vipd");
+    let a = spawn_vipd(&topo, 0, VIP, VRID, 200, "100ms", &["--peer", &peer(1)]).expect("vipd");
     let _b = spawn_vipd(&topo, 1, VIP, VRID, 100, "100ms", &["--peer", &peer(0)]).expect("vipd");
     wait_sole_holder(&topo, VIP, &[0, 1], 0, CONVERGE).expect("priority 200 holds the VIP");
     sole_holder_for(&topo, VIP, &[0, 1], 0, master_down_interval(100, ADVERT) * 2).expect("the backup hears it");

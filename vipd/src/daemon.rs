@@ -147,7 +147,14 @@ pub async fn run(cli: Cli) -> Result<(), DaemonError> {
                     }
                     Err(reason) => {
                         let count = drops.count(reason);
-                        tracing::warn!(reason = reason.name(), count, total = drops.total(), "packet dropped");
+                        // Other groups on the segment are normal; anything else
+                        // is a misconfigured or hostile sender, warned about
+                        // at counts 1, 2, 4, 8... so a flood cannot flood the log.
+                        if reason != packet::Drop::Vrid && count.is_power_of_two() {
+                            tracing::warn!(reason = reason.name(), count, total = drops.total(), "packet dropped");
+                        } else {
+                            tracing::debug!(reason = reason.name(), count, total = drops.total(), "packet dropped");
+                        }
                         continue;
                     }
                 },
