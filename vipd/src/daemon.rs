@@ -159,7 +159,9 @@ pub async fn run(cli: Cli) -> Result<(), DaemonError> {
                     }
                 },
                 Err(error) => {
+                    // E.g. the interface went away: do not spin on the error.
                     tracing::warn!(%error, "receive failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             },
