@@ -94,3 +94,18 @@ fn unicast_peers_elect_and_hand_over_like_multicast() {
     let took = wait_sole_holder(&topo, VIP, &[0, 1], 1, CONVERGE).expect("the backup takes over");
     assert!(took <= ADVERT + SLACK, "takeover after SIGTERM took {took:?}");
 }
+
+#[test]
+fn a_restarted_node_removes_the_vip_its_crash_left_behind() {
+    let topo = Topology::new(2).expect("topology");
+    let mut a = spawn_vipd(&topo, 0, VIP, VRID, 200, "100ms", &[]).expect("vipd");
+    let _b = spawn_vipd(&topo, 1, VIP, VRID, 100, "100ms", &[]).expect("vipd");
+    wait_sole_holder(&topo, VIP, &[0, 1], 0, CONVERGE).expect("priority 200 holds the VIP");
+    a.kill();
+    wait_sole_holder(&topo, VIP, &[1], 1, CONVERGE).expect("the backup takes over");
+    assert!(topo.nodes[0].has_addr(VIP), "SIGKILL leaves the VIP configured: two nodes claim it");
+    // Back without preemption, so only the start-up clean-up can remove it.
+    let _a = spawn_vipd(&topo, 0, VIP, VRID, 200, "100ms", &["--no-preempt"]).expect("vipd");
+    wait_sole_holder(&topo, VIP, &[0, 1], 1, CONVERGE).expect("the stale VIP is removed at start-up");
+    sole_holder_for(&topo, VIP, &[0, 1], 1, master_down_interval(200, ADVERT) * 2).expect("and stays away");
+}
