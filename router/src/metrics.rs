@@ -58,10 +58,10 @@ impl Metrics {
         let secs = elapsed.as_secs_f64();
         series.count.fetch_add(1, Ordering::Relaxed);
         series.sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                series.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+        // One counter per observation: buckets are stored per range and made
+        // cumulative when rendered, so a request costs one atomic add here.
+        if let Some(i) = BUCKETS.iter().position(|le| secs <= *le) {
+            series.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -78,9 +78,10 @@ impl Metrics {
         out.push_str("# TYPE router_request_duration_seconds histogram\n");
         for (k, s) in map.iter() {
             let l = labels(k);
+            let mut cumulative = 0;
             for (i, le) in BUCKETS.iter().enumerate() {
-                let n = s.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(out, "router_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {n}");
+                cumulative += s.buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(out, "router_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {cumulative}");
             }
             let count = s.count.load(Ordering::Relaxed);
             let _ = writeln!(out, "router_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}");
