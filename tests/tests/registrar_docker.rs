@@ -107,7 +107,7 @@ async fn env_and_label_conventions_with_published_port() {
         ],
     )
     .expect("container runs");
-    let _r = registrar(&s, &s.node, &["--tags", "extra1,extra2"]);
+    let r = registrar(&s, &s.node, &["--tags", "extra1,extra2"]);
     let e = wait_ids(&s, &s.node, &name, &[id(&s.node, &name, 80)]).await;
     let svc = &e[&id(&s.node, &name, 80)];
     assert_eq!(svc.service, "from-label");
@@ -117,18 +117,15 @@ async fn env_and_label_conventions_with_published_port() {
     assert_eq!((svc.meta["region"].as_str(), svc.meta["team"].as_str()), ("eu", "edge"));
     assert_eq!(svc.meta["registrar-source"], "docker");
 
-    // The TCP check exists with the default interval despite the bad one, and passes.
+    // The bad interval costs only itself: a warning naming the container and
+    // the key, and the TCP check is registered (with the default interval).
+    let warned =
+        r.logs().lines().any(|l| l.contains("WARN") && l.contains(&name) && l.contains("SERVICE_CHECK_INTERVAL"));
+    assert!(warned, "no warning naming {name} and SERVICE_CHECK_INTERVAL:\n{}", r.logs());
     let client = s.consul.client();
     let check_id = format!("service:{}", id(&s.node, &name, 80));
-    let passing = wait_until(WAIT, || {
-        let (client, check_id) = (client.clone(), check_id.clone());
-        async move {
-            let checks = client.health_state_any(&Default::default()).await.ok()?.value;
-            checks.iter().find(|c| c.check_id == check_id && c.status == CheckStatus::Passing).map(drop)
-        }
-    })
-    .await;
-    assert!(passing.is_some(), "TCP check {check_id} never passed");
+    let checks = client.health_state_any(&Default::default()).await.expect("health state").value;
+    assert!(checks.iter().any(|c| c.check_id == check_id), "TCP check {check_id} not registered");
 }
 
 #[tokio::test]
@@ -298,11 +295,9 @@ async fn sigkilled_registrar_leaves_no_stale_or_missing_entry_after_restart() {
     // Nothing follows Docker while the registrar is down: the stale entry stays.
     assert!(entries(&s, &s.node, &prefix).await.unwrap().contains_key(&id(&s.node, &a, 80)));
 
-    let _r = registrar(&s, &s.node, &["--internal"]);
-    let started = std::time::Instant::now();
+    // With a 300 s resync, only the reconcile at start can fix both.
+    let _r = registrar(&s, &s.node, &["--internal", "--resync", "300"]);
     wait_ids(&s, &s.node, &prefix, &[id(&s.node, &b, 80), id(&s.node, &c, 80)]).await;
-    // The start-up reconcile does it, well within one resync (2 s) of starting.
-    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
 }
 
 #[tokio::test]
