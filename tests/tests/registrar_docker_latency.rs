@@ -11,6 +11,7 @@
 //!
 //! Reproduce: `cargo build -p registrar -p router --bins && cargo nextest run
 //! -p integration-tests -E 'binary(registrar_docker_latency)' --no-capture`
+//! (add `--release` to both for release figures).
 
 mod router_support;
 
