@@ -203,12 +203,14 @@ rss_big_idle=$(rss_mb)
 # The first pass over $HOSTS hosts is reported apart: it includes what the
 # router does once per route (e.g. creating per-route metric series).
 read -r cold_rps cold_p99 <<<"$(measure "http://127.0.0.1:$router_port" "$HOSTS")"
-: >"$work/big" >"$work/direct2"
+: >"$work/big" >"$work/big1" >"$work/direct2"
 for ((r = 1; r <= ROUNDS; r++)); do
   measure "http://127.0.0.1:$router_port" "$HOSTS" >>"$work/big"
+  measure "http://127.0.0.1:$router_port" 1 >>"$work/big1"
   measure "http://127.0.0.1:$backend_port" 1 >>"$work/direct2"
 done
 read -r big_rps big_p99 <<<"$(median <"$work/big")"
+read -r big1_rps big1_p99 <<<"$(median <"$work/big1")"
 read -r direct2_rps direct2_p99 <<<"$(median <"$work/direct2")"
 rss_big=$(rss_mb)
 
@@ -222,6 +224,7 @@ wrk -t1 -c$CONNECTIONS -d$DURATION, median of $ROUNDS interleaved rounds; backen
 | through nginx (keepalive upstream) | $nginx_rps | $nginx_p99 | $(ratio "$nginx_rps" "$direct_rps") of direct |
 | through the router, $HOSTS hosts, first pass | $cold_rps | $cold_p99 | $(ratio "$cold_rps" "$router_rps") of the 1-host router |
 | through the router, $HOSTS hosts (requests spread over all) | $big_rps | $big_p99 | $(ratio "$big_rps" "$router_rps") of the 1-host router |
+| through the router, $HOSTS hosts loaded, requests to one | $big1_rps | $big1_p99 | $(ratio "$big1_rps" "$router_rps") of the 1-host router |
 | direct again (drift check) | $direct2_rps | $direct2_p99 | $(ratio "$direct2_rps" "$direct_rps") of the first direct |
 
 router RSS: $rss_1 MB with 1 service; $rss_big_idle MB with $HOSTS services loaded; $rss_big MB after the $HOSTS-host runs
