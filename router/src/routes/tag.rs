@@ -45,10 +45,13 @@ pub fn source(s: &str) -> Result<Source, String> {
 }
 
 fn host_pattern(host: &str) -> Result<String, String> {
-    let host = host.to_ascii_lowercase();
-    let host = host.strip_suffix('.').unwrap_or(&host);
+    let mut lowered = host.to_ascii_lowercase();
+    if lowered.ends_with('.') {
+        lowered.pop();
+    }
+    let host = lowered.as_str();
     if host.is_empty() {
-        return Ok(String::new());
+        return Ok(lowered);
     }
     let name = host.strip_prefix("*.").unwrap_or(host);
     if name.contains(':') && !name.starts_with('[') {
@@ -59,7 +62,7 @@ fn host_pattern(host: &str) -> Result<String, String> {
         let ok = name.ends_with(']')
             && name[1..name.len() - 1].parse::<std::net::Ipv6Addr>().is_ok()
             && !host.starts_with("*.");
-        return if ok { Ok(host.to_string()) } else { Err(format!("host '{host}' is not a bracketed IPv6 address")) };
+        return if ok { Ok(lowered) } else { Err(format!("host '{host}' is not a bracketed IPv6 address")) };
     }
     let labels_ok = name
         .split('.')
@@ -67,7 +70,7 @@ fn host_pattern(host: &str) -> Result<String, String> {
     if !labels_ok {
         return Err(format!("host '{host}' is not a host name or a wildcard like *.example.com"));
     }
-    Ok(host.to_string())
+    Ok(lowered)
 }
 
 fn path_prefix(path: &str) -> Result<String, String> {
