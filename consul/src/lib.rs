@@ -12,6 +12,7 @@
 //! tells an operator what to fix.
 
 mod agent;
+mod backoff;
 mod blocking;
 mod catalog;
 mod client;
@@ -21,6 +22,7 @@ mod kv;
 mod types;
 
 pub use agent::TtlStatus;
+pub use backoff::Backoff;
 pub use blocking::{QueryOptions, Response, WatchIndex};
 pub use client::{Client, Config};
 pub use error::Error;

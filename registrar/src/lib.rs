@@ -7,7 +7,6 @@
 //! `reconcile` (diff against the agent) -> `sync` (the loop that talks to
 //! Consul).
 
-pub mod backoff;
 pub mod cli;
 pub mod conventions;
 pub mod docker;

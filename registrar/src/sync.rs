@@ -25,11 +25,11 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tracing::{debug, info, warn};
 
-use crate::backoff::Backoff;
 use crate::conventions::{self, HEALTH_TTL_SECS, Options, Warning, health_check_id};
 use crate::reconcile::{self, Step};
 use crate::source::SourceEvent;
 use crate::workload::{SourceKind, Workload};
+use consul::Backoff;
 
 /// How often the agent is checked for entries it lost.
 const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);

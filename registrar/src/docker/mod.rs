@@ -27,9 +27,9 @@ use tracing::{debug, info, warn};
 
 pub use convert::Settings;
 
-use crate::backoff::Backoff;
 use crate::source::SourceEvent;
 use crate::workload::SourceKind;
+use consul::Backoff;
 
 /// Why a Docker session ended.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,6 @@
 //! and swaps it in. A failed read changes nothing: each cache keeps its last
 //! good state, so an outage or a leader loss never empties the table.
 
-mod backoff;
 mod model;
 mod state;
 pub mod status;

@@ -13,8 +13,8 @@ use consul::{QueryOptions, Response, WatchIndex};
 use rand::Rng;
 use tokio::sync::mpsc;
 
-use super::backoff::Backoff;
 use super::status::Shared;
+use consul::Backoff;
 
 /// Timing of every watch.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,7 @@
-//! Retry delays after a failed Consul read: doubling from a short first delay
-//! to a cap, so a blip costs milliseconds and an outage does not hammer Consul.
-//! Pure; the watch adds jitter when it sleeps.
+//! Retry pacing after a failed call to Consul (or to any local daemon a
+//! client of Consul depends on, such as Docker): doubling from a short first
+//! delay to a cap, so a blip costs milliseconds and a long outage is not
+//! hammered. Pure: callers sleep, and may add jitter.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// Delays start at `min` and double up to `max` (a cap below `min` is `min`).
     pub fn new(min: Duration, max: Duration) -> Self {
         Backoff { min, max: max.max(min), next: min }
     }
@@ -23,7 +25,7 @@ impl Backoff {
         d
     }
 
-    /// After a successful read: the next failure retries quickly again.
+    /// After a success: the next failure retries quickly again.
     pub fn reset(&mut self) {
         self.next = self.min;
     }
