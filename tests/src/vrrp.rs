@@ -142,6 +142,14 @@ pub fn who_answers(client: &Netns, vip: Ipv4Addr) -> Option<String> {
     client.enter(move || http_get(vip, HTTP_PORT, "/name", Duration::from_millis(300))).ok().flatten()
 }
 
+/// Asserts that `node` answers on `vip` from the client namespace within
+/// `within`: the VIP is not only configured on the right node but reaches it
+/// (ARP caches updated).
+pub fn assert_answers(topo: &Topology, vip: Ipv4Addr, node: &str, within: Duration) {
+    let got = crate::wait::poll(within, || who_answers(&topo.client, vip).filter(|n| n == node));
+    assert_eq!(got.as_deref(), Some(node), "the client reaches {node} through the VIP within {within:?}");
+}
+
 /// Fields of a hand-made advert; `Default` is a valid one.
 #[derive(Debug, Clone)]
 pub struct Craft {

@@ -17,13 +17,8 @@ const ADVERT: Duration = Duration::from_millis(100);
 /// Scheduling slack on a loaded two-core machine, on top of protocol timers.
 const SLACK: Duration = Duration::from_millis(400);
 const CONVERGE: Duration = Duration::from_secs(5);
-
-fn answers(topo: &Topology, node: &str) {
-    let got = integration_tests::wait::poll(Duration::from_secs(3), || {
-        vrrp::who_answers(&topo.client, VIP).filter(|n| n == node)
-    });
-    assert_eq!(got.as_deref(), Some(node), "the client reaches {node} through the VIP");
-}
+/// How long the client may take to reach a new holder through the VIP.
+const ANSWER: Duration = Duration::from_secs(3);
 
 #[test]
 fn highest_priority_wins_and_sigkill_fails_over_within_master_down_interval() {
@@ -35,13 +30,13 @@ fn highest_priority_wins_and_sigkill_fails_over_within_master_down_interval() {
 
     wait_sole_holder(&topo, VIP, &[0, 1, 2], 1, CONVERGE).expect("priority 200 holds the VIP alone");
     sole_holder_for(&topo, VIP, &[0, 1, 2], 1, ADVERT * 8).expect("and keeps it");
-    answers(&topo, "n1");
+    vrrp::assert_answers(&topo, VIP, "n1", ANSWER);
 
     vipd[1].kill();
     let took = wait_sole_holder(&topo, VIP, &[0, 2], 2, CONVERGE).expect("priority 150 takes over");
     let bound = master_down_interval(150, ADVERT) + SLACK;
     assert!(took <= bound, "takeover after SIGKILL took {took:?}, more than {bound:?}");
-    answers(&topo, "n2");
+    vrrp::assert_answers(&topo, VIP, "n2", ANSWER);
 
     // The crashed node comes back: it finds its stale VIP, removes it, and
     // preempts the lower-priority master.
@@ -49,7 +44,7 @@ fn highest_priority_wins_and_sigkill_fails_over_within_master_down_interval() {
     vipd[1] = spawn_vipd(&topo, 1, VIP, VRID, 200, "100ms", &[]).expect("vipd");
     wait_sole_holder(&topo, VIP, &[0, 1, 2], 1, CONVERGE).expect("the returning master preempts");
     sole_holder_for(&topo, VIP, &[0, 1, 2], 1, ADVERT * 5).expect("and keeps it");
-    answers(&topo, "n1");
+    vrrp::assert_answers(&topo, VIP, "n1", ANSWER);
 }
 
 #[test]
@@ -67,7 +62,7 @@ fn sigterm_hands_over_within_an_advert_interval_and_no_preempt_keeps_the_new_mas
     let status = a.wait_exit(Duration::from_secs(3)).expect("vipd exits on SIGTERM");
     assert!(status.success(), "clean exit: {status:?}");
     assert!(!topo.nodes[0].has_addr(VIP), "the stopped node removed the VIP");
-    answers(&topo, "n1");
+    vrrp::assert_answers(&topo, VIP, "n1", ANSWER);
 
     // Back with --no-preempt: it defers to the lower-priority master.
     a = spawn_vipd(&topo, 0, VIP, VRID, 200, "100ms", &["--no-preempt"]).expect("vipd");
@@ -78,7 +73,7 @@ fn sigterm_hands_over_within_an_advert_interval_and_no_preempt_keeps_the_new_mas
     b.signal(libc::SIGTERM);
     wait_sole_holder(&topo, VIP, &[0, 1], 0, CONVERGE).expect("the no-preempt node takes over");
     b.wait_exit(Duration::from_secs(3)).expect("vipd exits on SIGTERM");
-    answers(&topo, "n0");
+    vrrp::assert_answers(&topo, VIP, "n0", ANSWER);
     drop(a);
 }
 

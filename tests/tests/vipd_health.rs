@@ -13,13 +13,8 @@ use integration_tests::vrrp::{self, HttpServer, master_down_interval, sole_holde
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 50);
 const ADVERT: Duration = Duration::from_millis(100);
 const CONVERGE: Duration = Duration::from_secs(5);
-
-fn answers(topo: &Topology, node: &str) {
-    let got = integration_tests::wait::poll(Duration::from_secs(3), || {
-        vrrp::who_answers(&topo.client, VIP).filter(|n| n == node)
-    });
-    assert_eq!(got.as_deref(), Some(node), "the client reaches {node} through the VIP");
-}
+/// How long the client may take to reach a new holder through the VIP.
+const ANSWER: Duration = Duration::from_secs(3);
 
 #[test]
 fn failing_health_moves_the_vip_and_recovery_brings_it_back() {
@@ -30,17 +25,17 @@ fn failing_health_moves_the_vip_and_recovery_brings_it_back() {
     let _a = spawn_vipd(&topo, 0, VIP, 7, 200, "100ms", &check).expect("vipd");
     let _b = spawn_vipd(&topo, 1, VIP, 7, 100, "100ms", &check).expect("vipd");
     wait_sole_holder(&topo, VIP, &[0, 1], 0, CONVERGE).expect("the healthy priority-200 node holds the VIP");
-    answers(&topo, "n0");
+    vrrp::assert_answers(&topo, VIP, "n0", ANSWER);
 
     http[0].set_healthy(false).expect("fail n0's health");
     wait_sole_holder(&topo, VIP, &[0, 1], 1, CONVERGE).expect("the VIP leaves the unhealthy node");
-    answers(&topo, "n1");
+    vrrp::assert_answers(&topo, VIP, "n1", ANSWER);
     // The unhealthy node stays out although it has the higher priority.
     sole_holder_for(&topo, VIP, &[0, 1], 1, master_down_interval(200, ADVERT) * 2).expect("n1 keeps it");
 
     http[0].set_healthy(true).expect("heal n0");
     wait_sole_holder(&topo, VIP, &[0, 1], 0, CONVERGE).expect("recovery brings the VIP back");
-    answers(&topo, "n0");
+    vrrp::assert_answers(&topo, VIP, "n0", ANSWER);
 
     // A failing backup does not disturb the master.
     http[1].set_healthy(false).expect("fail n1's health");

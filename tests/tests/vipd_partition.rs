@@ -13,11 +13,6 @@ use integration_tests::vrrp::{self, HttpServer, spawn_vipd, wait_sole_holder};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 50);
 
-fn answers(topo: &Topology, node: &str, within: Duration) {
-    let got = integration_tests::wait::poll(within, || vrrp::who_answers(&topo.client, VIP).filter(|n| n == node));
-    assert_eq!(got.as_deref(), Some(node), "the client reaches {node} through the VIP within {within:?}");
-}
-
 #[test]
 fn after_a_partition_heals_clients_reach_the_master_at_once() {
     let topo = Topology::new(2).expect("topology");
@@ -25,19 +20,19 @@ fn after_a_partition_heals_clients_reach_the_master_at_once() {
     let _a = spawn_vipd(&topo, 0, VIP, 3, 200, "100ms", &[]).expect("vipd");
     let _b = spawn_vipd(&topo, 1, VIP, 3, 100, "100ms", &[]).expect("vipd");
     wait_sole_holder(&topo, VIP, &[0, 1], 0, Duration::from_secs(5)).expect("n0 holds the VIP");
-    answers(&topo, "n0", Duration::from_secs(3));
+    vrrp::assert_answers(&topo, VIP, "n0", Duration::from_secs(3));
 
     for round in 0..3 {
         // Cut n0 off the segment (its own link stays up).
         topo.bridge.ip(&["link", "set", "v0", "nomaster"]).expect("partition");
         let took = integration_tests::wait::poll(Duration::from_secs(3), || topo.nodes[1].has_addr(VIP).then_some(()));
         assert!(took.is_some(), "round {round}: n1 takes the VIP during the partition");
-        answers(&topo, "n1", Duration::from_secs(3));
+        vrrp::assert_answers(&topo, VIP, "n1", Duration::from_secs(3));
 
         topo.bridge.ip(&["link", "set", "v0", "master", "br0"]).expect("heal");
         wait_sole_holder(&topo, VIP, &[0, 1], 0, Duration::from_secs(3))
             .unwrap_or_else(|h| panic!("round {round}: after the heal only n0 holds the VIP, not {h:?}"));
         // Well under the ARP entry's lifetime: only gratuitous ARP gets it there.
-        answers(&topo, "n0", Duration::from_secs(2));
+        vrrp::assert_answers(&topo, VIP, "n0", Duration::from_secs(2));
     }
 }

@@ -78,7 +78,7 @@ fn passing(c: &HealthCheck) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn svc(id: &str, name: &str, addr: &str, tags: &[&str]) -> CatalogService {
@@ -92,7 +92,8 @@ mod tests {
         }
     }
 
-    fn check(node: &str, service_id: &str, status: CheckStatus) -> HealthCheck {
+    /// A check on `service_id` (empty: a node check), shared with `state`'s tests.
+    pub(in crate::discovery) fn check(node: &str, service_id: &str, status: CheckStatus) -> HealthCheck {
         HealthCheck {
             node: node.into(),
             check_id: format!("c-{service_id}"),

@@ -105,6 +105,7 @@ mod tests {
     use consul::{CatalogService, CheckStatus};
 
     use super::*;
+    use crate::discovery::model::tests::check;
 
     fn node(name: &str) -> Node {
         Node { name: name.into(), address: format!("10.0.0.{}", name.len()), ..Default::default() }
@@ -125,21 +126,6 @@ mod tests {
             })
             .collect();
         Event::Node { name: name.into(), node: Some(CatalogNode { node: node(name), services }), checks, checks_index }
-    }
-
-    fn critical(node: &str, service_id: &str) -> HealthCheck {
-        HealthCheck {
-            node: node.into(),
-            check_id: "c".into(),
-            name: String::new(),
-            status: CheckStatus::Critical,
-            notes: String::new(),
-            output: String::new(),
-            service_id: service_id.into(),
-            service_name: String::new(),
-            service_tags: vec![],
-            modify_index: 0,
-        }
     }
 
     fn ids(s: &State) -> Vec<String> {
@@ -203,7 +189,7 @@ mod tests {
     fn checks_from_the_newer_read_win() {
         let mut s = State::default();
         s.apply(Event::Nodes(vec![node("a")]));
-        s.apply(node_read("a", &["a1"], vec![critical("a", "a1")], 10));
+        s.apply(node_read("a", &["a1"], vec![check("a", "a1", CheckStatus::Critical)], 10));
         assert!(ids(&s).is_empty());
         // An older datacenter-wide read (index 5) still saw it passing.
         s.apply(Event::Checks(vec![], 5));
@@ -212,7 +198,7 @@ mod tests {
         s.apply(Event::Checks(vec![], 11));
         assert_eq!(ids(&s), ["a1"]);
         // An older per-node read does not bring the failure back.
-        s.apply(node_read("a", &["a1"], vec![critical("a", "a1")], 9));
+        s.apply(node_read("a", &["a1"], vec![check("a", "a1", CheckStatus::Critical)], 9));
         assert_eq!(ids(&s), ["a1"]);
     }
 }
