@@ -1,99 +1,69 @@
-//! Request metrics, recorded on the request path without a lock: the map
-//! from (service, route, status) to atomic counters is an immutable map behind
-//! arc-swap, read with one atomic load; a key seen for the first time is
-//! added by copy-and-swap, which happens once per key, not per request.
-//! Rendered as Prometheus text by the admin listener.
+//! Request metrics as Prometheus text. The counters live with the routes
+//! ([`router::routes::stats`]): the proxy records into the `&Route` it just
+//! looked up, so the request path takes no lock, does no map lookup and
+//! allocates nothing for metrics; only requests that matched no route are
+//! counted here. Rendering walks the current table.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use router::routes::Table;
+use router::routes::stats::{BUCKETS, RouteStats, Series};
 
-/// Upper bounds of the latency histogram, in seconds.
-pub const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Key {
-    pub service: String,
-    /// `host/path` of the matched route; empty when no route matched.
-    pub route: String,
-    pub status: u16,
-}
-
-#[derive(Default)]
-struct Series {
-    count: AtomicU64,
-    sum_us: AtomicU64,
-    buckets: [AtomicU64; BUCKETS.len()],
-}
-
+/// Counters of requests that matched no route (service and route labels empty).
 #[derive(Default)]
 pub struct Metrics {
-    series: ArcSwap<BTreeMap<Key, Arc<Series>>>,
+    unrouted: RouteStats,
 }
 
 impl Metrics {
-    pub fn observe(&self, key: Key, elapsed: Duration) {
-        let series = match self.series.load().get(&key) {
-            Some(s) => s.clone(),
-            None => {
-                let fresh = Arc::new(Series::default());
-                let mut used = fresh.clone();
-                self.series.rcu(|m| {
-                    if let Some(s) = m.get(&key) {
-                        used = s.clone();
-                        return Arc::clone(m);
-                    }
-                    used = fresh.clone();
-                    let mut next = BTreeMap::clone(m);
-                    next.insert(key.clone(), fresh.clone());
-                    Arc::new(next)
-                });
-                used
-            }
-        };
-        let secs = elapsed.as_secs_f64();
-        series.count.fetch_add(1, Ordering::Relaxed);
-        series.sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-        // One counter per observation: buckets are stored per range and made
-        // cumulative when rendered, so a request costs one atomic add here.
-        if let Some(i) = BUCKETS.iter().position(|le| secs <= *le) {
-            series.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
+    pub fn observe_unrouted(&self, status: u16, elapsed: Duration) {
+        self.unrouted.observe(status, elapsed);
     }
 
     /// `router_requests_total` and `router_request_duration_seconds` in the
-    /// Prometheus text format (version 0.0.4).
-    pub fn render(&self, out: &mut String) {
-        let map = self.series.load();
+    /// Prometheus text format (version 0.0.4), series sorted by service,
+    /// route and status. Only routes in `table` are shown: a route that left
+    /// the table takes its series with it, and starts from 0 if it returns.
+    pub fn render(&self, table: &Table, out: &mut String) {
+        let mut rows: Vec<(&str, String, u16, Arc<Series>)> = Vec::new();
+        for (service, route, stats) in table
+            .routes()
+            .iter()
+            .map(|r| (r.service.as_str(), format!("{}{}", r.host, r.path), &*r.stats))
+            .chain(std::iter::once(("", String::new(), &self.unrouted)))
+        {
+            for s in stats.series() {
+                rows.push((service, route.clone(), s.status, s));
+            }
+        }
+        rows.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
         out.push_str("# HELP router_requests_total Proxied requests by service, route and status.\n");
         out.push_str("# TYPE router_requests_total counter\n");
-        for (k, s) in map.iter() {
-            let _ = writeln!(out, "router_requests_total{{{}}} {}", labels(k), s.count.load(Ordering::Relaxed));
+        for (service, route, status, s) in &rows {
+            let _ = writeln!(out, "router_requests_total{{{}}} {}", labels(service, route, *status), s.count());
         }
         out.push_str("# HELP router_request_duration_seconds Time to the upstream's response headers.\n");
         out.push_str("# TYPE router_request_duration_seconds histogram\n");
-        for (k, s) in map.iter() {
-            let l = labels(k);
+        for (service, route, status, s) in &rows {
+            let l = labels(service, route, *status);
             let mut cumulative = 0;
-            for (i, le) in BUCKETS.iter().enumerate() {
-                cumulative += s.buckets[i].load(Ordering::Relaxed);
+            for (n, le) in s.buckets().iter().zip(BUCKETS) {
+                cumulative += n;
                 let _ = writeln!(out, "router_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {cumulative}");
             }
-            let count = s.count.load(Ordering::Relaxed);
+            let count = s.count();
             let _ = writeln!(out, "router_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}");
-            let sum = s.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+            let sum = s.sum().as_micros() as f64 / 1e6;
             let _ = writeln!(out, "router_request_duration_seconds_sum{{{l}}} {sum}");
             let _ = writeln!(out, "router_request_duration_seconds_count{{{l}}} {count}");
         }
     }
 }
 
-fn labels(k: &Key) -> String {
-    format!("service=\"{}\",route=\"{}\",status=\"{}\"", escape(&k.service), escape(&k.route), k.status)
+fn labels(service: &str, route: &str, status: u16) -> String {
+    format!("service=\"{}\",route=\"{}\",status=\"{}\"", escape(service), escape(route), status)
 }
 
 /// Label value escaping of the text format: backslash, quote, newline.
@@ -104,19 +74,29 @@ pub fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use router::routes::Instance;
 
-    fn key(status: u16) -> Key {
-        Key { service: "web".into(), route: "a.com/".into(), status }
+    fn table() -> Table {
+        let web = Instance {
+            service: "web".into(),
+            id: "w1".into(),
+            address: "127.0.0.1".into(),
+            port: 1,
+            tags: vec!["urlprefix-a.com/".into()],
+        };
+        Table::build(&[web], "", "urlprefix-").0
     }
 
     #[test]
     fn counts_and_buckets() {
+        let t = table();
         let m = Metrics::default();
-        m.observe(key(200), Duration::from_millis(3));
-        m.observe(key(200), Duration::from_millis(300));
-        m.observe(key(502), Duration::from_secs(20));
+        let r = t.lookup("a.com", "/").expect("route");
+        r.stats.observe(200, Duration::from_millis(3));
+        r.stats.observe(200, Duration::from_millis(300));
+        r.stats.observe(502, Duration::from_secs(20));
         let mut out = String::new();
-        m.render(&mut out);
+        m.render(&t, &mut out);
         assert!(out.contains("router_requests_total{service=\"web\",route=\"a.com/\",status=\"200\"} 2\n"), "{out}");
         assert!(out.contains("router_requests_total{service=\"web\",route=\"a.com/\",status=\"502\"} 1\n"));
         assert!(out.contains("status=\"200\",le=\"0.005\"} 1\n"));
@@ -127,6 +107,26 @@ mod tests {
             out.contains(
                 "router_request_duration_seconds_sum{service=\"web\",route=\"a.com/\",status=\"200\"} 0.303\n"
             )
+        );
+    }
+
+    #[test]
+    fn unrouted_requests_have_empty_labels_and_series_are_sorted() {
+        let t = table();
+        let m = Metrics::default();
+        t.lookup("a.com", "/").expect("route").stats.observe(502, Duration::from_millis(1));
+        t.lookup("a.com", "/").expect("route").stats.observe(200, Duration::from_millis(1));
+        m.observe_unrouted(404, Duration::from_millis(1));
+        let mut out = String::new();
+        m.render(&t, &mut out);
+        let totals: Vec<&str> = out.lines().filter(|l| l.starts_with("router_requests_total{")).collect();
+        assert_eq!(
+            totals,
+            [
+                "router_requests_total{service=\"\",route=\"\",status=\"404\"} 1",
+                "router_requests_total{service=\"web\",route=\"a.com/\",status=\"200\"} 1",
+                "router_requests_total{service=\"web\",route=\"a.com/\",status=\"502\"} 1",
+            ]
         );
     }
 

@@ -9,8 +9,8 @@ use crate::metrics::Metrics;
 
 pub fn render(shared: &Shared, metrics: &Metrics) -> String {
     let mut out = String::with_capacity(4096);
-    metrics.render(&mut out);
     let s = shared.snapshot.load();
+    metrics.render(&s.table, &mut out);
     let st = &shared.status;
     let age = if s.built_unix_ms == 0 { -1.0 } else { unix_ms().saturating_sub(s.built_unix_ms) as f64 / 1000.0 };
     let gauges: [(&str, &str, &str, f64); 6] = [

@@ -200,7 +200,8 @@ impl Coordinator {
             tracing::trace!("no routing-relevant change");
             return;
         }
-        let (table, problems) = Table::build(&instances, &overrides, prefix);
+        let (mut table, problems) = Table::build(&instances, &overrides, prefix);
+        table.keep_stats(&self.shared.snapshot.load().table);
         let shown: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.source, p.message)).collect();
         if shown != self.last_problems {
             for p in &problems {

@@ -21,7 +21,7 @@ use hyper::body::{Body, Incoming};
 
 use crate::cli::Strategy;
 use crate::discovery::Shared;
-use crate::metrics::{Key, Metrics};
+use crate::metrics::Metrics;
 use crate::routes::{HostHeader, Route};
 use crate::serve::{Conn, RespBody, full};
 use client::UpBody;
@@ -65,31 +65,17 @@ impl Proxy {
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
             .unwrap_or("")
             .to_string();
-        let path = req.uri().path().to_string();
-        let Some(route) = snapshot.table.lookup(&host, &path) else {
-            let resp = text(StatusCode::NOT_FOUND, format!("no route for {host}{path}\n"));
-            self.observe("", "", resp.status(), started);
+        let Some(route) = snapshot.table.lookup(&host, req.uri().path()) else {
+            let resp = text(StatusCode::NOT_FOUND, format!("no route for {host}{}\n", req.uri().path()));
+            self.metrics.observe_unrouted(resp.status().as_u16(), started.elapsed());
             return resp;
         };
-        let route_name = format!("{}{}", route.host, route.path);
-        let resp = self.forward(route, &route_name, req, conn, host).await;
-        self.observe(&route.service, &route_name, resp.status(), started);
+        let resp = self.forward(route, req, conn, host).await;
+        route.stats.observe(resp.status().as_u16(), started.elapsed());
         resp
     }
 
-    fn observe(&self, service: &str, route: &str, status: StatusCode, started: Instant) {
-        let key = Key { service: service.to_string(), route: route.to_string(), status: status.as_u16() };
-        self.metrics.observe(key, started.elapsed());
-    }
-
-    async fn forward(
-        &self,
-        route: &Route,
-        route_name: &str,
-        mut req: Request<Incoming>,
-        conn: Conn,
-        host: String,
-    ) -> Response<RespBody> {
+    async fn forward(&self, route: &Route, mut req: Request<Incoming>, conn: Conn, host: String) -> Response<RespBody> {
         let opts = &route.opts;
         if !opts.allows(conn.peer.ip()) {
             return text(StatusCode::FORBIDDEN, format!("{} may not use this route\n", conn.peer.ip()));
@@ -155,7 +141,7 @@ impl Proxy {
             }
             match tokio::time::timeout(self.upstream_timeout, upstream.request(out)).await {
                 Err(_) => {
-                    tracing::warn!(route = route_name, target = %target.url, timeout = ?self.upstream_timeout, "upstream timed out");
+                    tracing::warn!(route = %RouteName(route), target = %target.url, timeout = ?self.upstream_timeout, "upstream timed out");
                     return text(
                         StatusCode::GATEWAY_TIMEOUT,
                         format!(
@@ -168,7 +154,7 @@ impl Proxy {
                 Ok(Err(e)) => {
                     let connect = e.is_connect();
                     last_error = format!("{}: {}", target.url, error_chain(&e));
-                    tracing::warn!(route = route_name, target = %target.url, error = %last_error, connect, "upstream failed");
+                    tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect, "upstream failed");
                     if connect && retryable {
                         continue;
                     }
@@ -180,7 +166,7 @@ impl Proxy {
                         && let Some(client_up) = client_upgrade
                     {
                         let upstream_up = hyper::upgrade::on(&mut resp);
-                        tunnel::spawn(client_up, upstream_up, route_name.to_string());
+                        tunnel::spawn(client_up, upstream_up, RouteName(route).to_string());
                         headers::remove_hop_by_hop(resp.headers_mut(), up_upgrade.as_ref());
                         return resp.map(|b| b.boxed());
                     }
@@ -190,6 +176,15 @@ impl Proxy {
             }
         }
         text(StatusCode::BAD_GATEWAY, format!("no upstream answered: {last_error}\n"))
+    }
+}
+
+/// `host/path`, the route's name in logs and metrics, formatted only when used.
+struct RouteName<'a>(&'a Route);
+
+impl std::fmt::Display for RouteName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.0.host, self.0.path)
     }
 }
 

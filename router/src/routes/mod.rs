@@ -9,6 +9,7 @@
 pub mod options;
 pub mod overrides;
 pub mod pick;
+pub mod stats;
 pub mod table;
 pub mod tag;
 

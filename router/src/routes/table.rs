@@ -17,6 +17,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 use http::Uri;
 use serde::{Serialize, Serializer};
@@ -25,6 +26,7 @@ use super::Instance;
 use super::options::RouteOptions;
 use super::overrides::{self, Command, Del};
 use super::pick::Picker;
+use super::stats::RouteStats;
 use super::tag::{self, Source};
 use crate::cli::Strategy;
 
@@ -56,6 +58,10 @@ pub struct Route {
     pub opts: RouteOptions,
     #[serde(skip)]
     picker: Picker,
+    /// Request counters, kept across table rebuilds while the route's host,
+    /// path and services stay the same.
+    #[serde(skip)]
+    pub stats: Arc<RouteStats>,
 }
 
 impl Route {
@@ -112,6 +118,23 @@ impl Table {
 
     pub fn empty() -> Table {
         Table::default()
+    }
+
+    /// Gives every route that `old` also has (same host, path and services)
+    /// the old route's counters, so a rebuild does not reset them. Cost: one
+    /// hash lookup per route.
+    pub fn keep_stats(&mut self, old: &Table) {
+        for r in &mut self.routes {
+            let run = match r.host.strip_prefix("*.") {
+                _ if r.host.is_empty() => Some(old.any.clone()),
+                Some(suffix) => old.wildcard.get(suffix).cloned(),
+                None => old.exact.get(r.host.as_str()).cloned(),
+            };
+            let prev = run.and_then(|run| old.routes[run].iter().find(|o| o.path == r.path && o.service == r.service));
+            if let Some(prev) = prev {
+                r.stats = prev.stats.clone();
+            }
+        }
     }
 
     /// The route for a request. `host`: the raw Host header value (any case,
@@ -364,6 +387,7 @@ impl<'a> Builder<'a> {
                 targets,
                 opts: pending.opts.map(|(o, _)| o).unwrap_or_default(),
                 picker: Picker::new(&weights),
+                stats: Arc::default(),
             });
         }
         debug_assert!(routes.is_sorted_by(|a, b| (&a.host, Reverse(&a.path)) <= (&b.host, Reverse(&b.path))));

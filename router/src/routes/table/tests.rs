@@ -591,3 +591,28 @@ fn lookup_agrees_with_a_full_scan_on_random_tables() {
         }
     }
 }
+
+#[test]
+fn rebuild_keeps_counters_of_unchanged_routes_only() {
+    let web = inst("web", "w1", 1, &["urlprefix-a.com/", "urlprefix-*.b.com/x", "urlprefix-/any"]);
+    let old = clean(std::slice::from_ref(&web), "");
+    for r in old.routes() {
+        r.stats.observe(200, std::time::Duration::from_millis(1));
+    }
+    // Same routes plus one new; a.com/ now also has a second service.
+    let api = inst("api", "a1", 2, &["urlprefix-a.com/", "urlprefix-c.com/"]);
+    let mut new = clean(&[web.clone(), api], "");
+    new.keep_stats(&old);
+    let count = |t: &Table, host: &str, path: &str| {
+        let r = t.routes().iter().find(|r| r.host == host && r.path == path).expect("route");
+        r.stats.series().iter().map(|s| s.count()).sum::<u64>()
+    };
+    assert_eq!(count(&new, "*.b.com", "/x"), 1);
+    assert_eq!(count(&new, "", "/any"), 1);
+    assert_eq!(count(&new, "a.com", "/"), 0, "services changed: a new series");
+    assert_eq!(count(&new, "c.com", "/"), 0);
+    // Shared, not copied: later requests count for both tables' route.
+    let route = new.lookup("q.b.com", "/x").expect("wildcard route");
+    route.stats.observe(200, std::time::Duration::from_millis(1));
+    assert_eq!(count(&old, "*.b.com", "/x"), 2);
+}

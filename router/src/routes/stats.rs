@@ -1,0 +1,175 @@
+//! Per-route request counters, owned by the route itself so the request path
+//! reaches them through the `&Route` it already has: no map lookup, no lock,
+//! no allocation per request. A table rebuild hands each unchanged route the
+//! counters of its predecessor ([`crate::routes::Table::keep_stats`]), so
+//! counts survive updates.
+//!
+//! Status codes get a few lazily created slots (most routes only ever see one
+//! or two codes), so 10,000 idle routes cost 10,000 small slot arrays rather
+//! than 10,000 histograms. A slot is claimed with one compare-and-swap the
+//! first time its code is seen; a route that sees more distinct codes than
+//! there are slots chains another block the same way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+
+/// Upper bounds of the latency histogram, in seconds.
+pub const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// Status slots per block: 200 plus a few error codes covers nearly every route.
+const SLOTS: usize = 4;
+
+/// Counters of one (route, status).
+#[derive(Debug)]
+pub struct Series {
+    pub status: u16,
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    /// Per range, not cumulative: one atomic add per observation; readers
+    /// accumulate.
+    buckets: [AtomicU64; BUCKETS.len()],
+}
+
+impl Series {
+    fn new(status: u16) -> Series {
+        Series { status, count: AtomicU64::new(0), sum_us: AtomicU64::new(0), buckets: Default::default() }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_us.load(Ordering::Relaxed))
+    }
+
+    /// Observations per bucket of [`BUCKETS`] (not cumulative).
+    pub fn buckets(&self) -> [u64; BUCKETS.len()] {
+        std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed))
+    }
+
+    fn observe(&self, elapsed: Duration) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|le| secs <= *le) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Every status a route has answered with, and its counters.
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    slots: [ArcSwapOption<Series>; SLOTS],
+    more: ArcSwapOption<RouteStats>,
+}
+
+impl RouteStats {
+    /// Records one request. Allocates only the first time the route sees
+    /// `status`.
+    pub fn observe(&self, status: u16, elapsed: Duration) {
+        for slot in &self.slots {
+            loop {
+                if let Some(s) = &*slot.load() {
+                    if s.status != status {
+                        break;
+                    }
+                    s.observe(elapsed);
+                    return;
+                }
+                // A free slot: claim it, then look again (at ours, or at what
+                // a concurrent request put there first).
+                slot.compare_and_swap(&None::<Arc<Series>>, Some(Arc::new(Series::new(status))));
+            }
+        }
+        if self.more.load().is_none() {
+            self.more.compare_and_swap(&None::<Arc<RouteStats>>, Some(Arc::new(RouteStats::default())));
+        }
+        if let Some(more) = &*self.more.load() {
+            more.observe(status, elapsed);
+        }
+    }
+
+    /// The series seen so far, in the order their statuses first appeared.
+    pub fn series(&self) -> Vec<Arc<Series>> {
+        let mut out: Vec<Arc<Series>> = self.slots.iter().filter_map(|s| s.load_full()).collect();
+        let mut next = self.more.load_full();
+        while let Some(block) = next {
+            out.extend(block.slots.iter().filter_map(|s| s.load_full()));
+            next = block.more.load_full();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statuses(s: &RouteStats) -> Vec<(u16, u64)> {
+        s.series().iter().map(|x| (x.status, x.count())).collect()
+    }
+
+    #[test]
+    fn one_series_per_status_in_first_seen_order() {
+        let s = RouteStats::default();
+        s.observe(200, Duration::from_millis(1));
+        s.observe(502, Duration::from_millis(1));
+        s.observe(200, Duration::from_millis(1));
+        assert_eq!(statuses(&s), vec![(200, 2), (502, 1)]);
+    }
+
+    #[test]
+    fn more_statuses_than_slots_chain_blocks() {
+        let s = RouteStats::default();
+        let codes: Vec<u16> = (0..SLOTS as u16 * 2 + 1).map(|i| 200 + i).collect();
+        for _ in 0..3 {
+            for &c in &codes {
+                s.observe(c, Duration::from_micros(10));
+            }
+        }
+        assert_eq!(statuses(&s), codes.iter().map(|&c| (c, 3)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn buckets_sum_and_overflow() {
+        let s = RouteStats::default();
+        s.observe(200, Duration::from_millis(3));
+        s.observe(200, Duration::from_millis(300));
+        s.observe(200, Duration::from_secs(20));
+        let series = &s.series()[0];
+        assert_eq!(series.count(), 3);
+        assert_eq!(series.sum(), Duration::from_millis(20_303));
+        let b = series.buckets();
+        assert_eq!(b[2], 1, "3 ms in (2.5 ms, 5 ms]");
+        assert_eq!(b[8], 1, "300 ms in (250 ms, 500 ms]");
+        assert_eq!(b.iter().sum::<u64>(), 2, "20 s is above every bucket: only in count");
+    }
+
+    #[test]
+    fn concurrent_first_hits_make_one_series_per_status() {
+        let s = Arc::new(RouteStats::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000u16 {
+                        s.observe(200 + i % 7, Duration::from_micros(5));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("observer thread");
+        }
+        let mut got = statuses(&s);
+        got.sort_unstable();
+        let want: Vec<(u16, u64)> =
+            (0..7u16).map(|c| (200 + c, 4 * (0..1000u16).filter(|i| i % 7 == c).count() as u64)).collect();
+        assert_eq!(got, want);
+    }
+}
