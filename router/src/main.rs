@@ -8,6 +8,7 @@
 
 mod admin;
 mod discovery;
+mod memory;
 mod metrics;
 mod proxy;
 mod serve;

@@ -221,6 +221,7 @@ impl Coordinator {
         }));
         self.shared.status.set_loaded();
         self.last_input = Some((instances, overrides_input));
+        crate::memory::release_free();
         tracing::debug!(routes, instances = n, build_us = started.elapsed().as_micros() as u64, "table published");
     }
 }
