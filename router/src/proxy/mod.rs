@@ -95,12 +95,12 @@ impl Proxy {
 
         let upgrade = headers::upgrade_protocol(req.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let retryable = idempotent(&parts.method) && body.is_end_stream() && upgrade.is_none();
         let mut body = Some(body.boxed());
         let path = headers::rewrite_path(parts.uri.path(), opts.strip.as_deref(), opts.prepend.as_deref());
         let client_info = ClientInfo { ip: conn.peer.ip(), host: host.clone(), local_port: conn.local.port() };
-        let mut headers_out = parts.headers.clone();
+        let mut headers_out = std::mem::take(&mut parts.headers);
         headers::remove_hop_by_hop(&mut headers_out, upgrade.as_ref());
         headers::add_forwarded(&mut headers_out, &client_info);
         let upstream = self.upstreams.for_route(opts.tls_skip_verify);
@@ -124,8 +124,10 @@ impl Proxy {
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = Version::HTTP_11;
-            // Only a retryable request may need the headers again.
-            *out.headers_mut() = if retryable { headers_out.clone() } else { std::mem::take(&mut headers_out) };
+            // Only a retryable request with another attempt and another
+            // target left may need the headers again.
+            let may_retry = retryable && tried.len() < MAX_ATTEMPTS && tried.len() < route.targets.len();
+            *out.headers_mut() = if may_retry { headers_out.clone() } else { std::mem::take(&mut headers_out) };
             let host_out = match &opts.host {
                 HostHeader::Keep => host.clone(),
                 HostHeader::Dst => target.url.authority().map(|a| a.to_string()).unwrap_or_default(),
