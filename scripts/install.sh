@@ -28,6 +28,10 @@ declare -A PKGS=(
   [tcpdump]=tcpdump
   [curl]=curl
   [procps]=pkill
+  [openssl]=openssl
+  [jq]=jq
+  [python3]=python3
+  [tar]=tar
 )
 
 missing=()
