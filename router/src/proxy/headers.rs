@@ -60,10 +60,10 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>)
 
 /// Who asked, as the proxy saw it.
 #[derive(Debug, Clone)]
-pub struct ClientInfo {
+pub struct ClientInfo<'a> {
     pub ip: IpAddr,
     /// The Host the client sent (with any port), empty if none.
-    pub host: String,
+    pub host: &'a str,
     /// Port of the listener the request came in on.
     pub local_port: u16,
 }
@@ -72,7 +72,7 @@ pub struct ClientInfo {
 /// each proxy appends to. The single-valued ones are overwritten: the router
 /// is the edge, so a value that arrives with the request came from the client
 /// itself and must not let it claim another address or scheme.
-pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
+pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
     let ip = client.ip.to_string();
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
@@ -83,7 +83,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo) {
     if client.host.is_empty() {
         headers.remove("x-forwarded-host");
     } else {
-        set(headers, "x-forwarded-host", &client.host);
+        set(headers, "x-forwarded-host", client.host);
     }
     set(headers, "x-forwarded-port", &client.local_port.to_string());
     set(headers, "x-real-ip", &ip);
@@ -189,8 +189,8 @@ mod tests {
         assert!(upgrade_protocol(&map(&[("connection", "keep-alive, upgrade"), ("upgrade", "h2c")])).is_some());
     }
 
-    fn client(ip: &str) -> ClientInfo {
-        ClientInfo { ip: ip.parse().unwrap(), host: "app.example.com:8080".into(), local_port: 9999 }
+    fn client(ip: &str) -> ClientInfo<'static> {
+        ClientInfo { ip: ip.parse().unwrap(), host: "app.example.com:8080", local_port: 9999 }
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod client;
 mod headers;
 mod tunnel;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,21 +100,22 @@ impl Proxy {
         let retryable = idempotent(&parts.method) && body.is_end_stream() && upgrade.is_none();
         let mut body = Some(body.boxed());
         let path = headers::rewrite_path(parts.uri.path(), opts.strip.as_deref(), opts.prepend.as_deref());
-        let client_info = ClientInfo { ip: conn.peer.ip(), host: host.clone(), local_port: conn.local.port() };
+        let client_info = ClientInfo { ip: conn.peer.ip(), host: &host, local_port: conn.local.port() };
         let mut headers_out = std::mem::take(&mut parts.headers);
         headers::remove_hop_by_hop(&mut headers_out, upgrade.as_ref());
         headers::add_forwarded(&mut headers_out, &client_info);
         let upstream = self.upstreams.for_route(opts.tls_skip_verify);
 
         let mut tried: Vec<usize> = Vec::with_capacity(MAX_ATTEMPTS);
-        let mut last_error = String::from("the route has no target with a weight above 0");
+        // Built only when an attempt fails: a successful request allocates no message.
+        let mut last_error: Cow<'static, str> = Cow::Borrowed("the route has no target with a weight above 0");
         while tried.len() < MAX_ATTEMPTS {
             let Some((idx, target)) = route.pick(self.strategy, &tried) else { break };
             tried.push(idx);
             let uri = match headers::upstream_uri(&target.url, &path, parts.uri.query()) {
                 Ok(u) => u,
                 Err(e) => {
-                    last_error = format!("bad upstream URI for {}: {e}", target.url);
+                    last_error = format!("bad upstream URI for {}: {e}", target.url).into();
                     if retryable {
                         continue;
                     }
@@ -128,12 +130,12 @@ impl Proxy {
             // target left may need the headers again.
             let may_retry = retryable && tried.len() < MAX_ATTEMPTS && tried.len() < route.targets.len();
             *out.headers_mut() = if may_retry { headers_out.clone() } else { std::mem::take(&mut headers_out) };
-            let host_out = match &opts.host {
-                HostHeader::Keep => host.clone(),
-                HostHeader::Dst => target.url.authority().map(|a| a.to_string()).unwrap_or_default(),
-                HostHeader::Name(n) => n.clone(),
+            let host_out: &str = match &opts.host {
+                HostHeader::Keep => &host,
+                HostHeader::Dst => target.url.authority().map(|a| a.as_str()).unwrap_or_default(),
+                HostHeader::Name(n) => n,
             };
-            match HeaderValue::from_str(&host_out) {
+            match HeaderValue::from_str(host_out) {
                 Ok(v) if !host_out.is_empty() => {
                     out.headers_mut().insert(header::HOST, v);
                 }
@@ -155,7 +157,7 @@ impl Proxy {
                 }
                 Ok(Err(e)) => {
                     let connect = e.is_connect();
-                    last_error = format!("{}: {}", target.url, error_chain(&e));
+                    last_error = format!("{}: {}", target.url, error_chain(&e)).into();
                     tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect, "upstream failed");
                     if connect && retryable {
                         continue;
