@@ -64,6 +64,24 @@ pub struct Response<T> {
     pub last_contact_ms: u64,
 }
 
+impl<T> Response<T> {
+    /// The same read's metadata with the value transformed.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Response<U> {
+        Response {
+            value: f(self.value),
+            index: self.index,
+            known_leader: self.known_leader,
+            last_contact_ms: self.last_contact_ms,
+        }
+    }
+
+    /// [`map`](Self::map) with a transformation that can fail.
+    pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Response<U>, E> {
+        let Response { value, index, known_leader, last_contact_ms } = self;
+        Ok(Response { value: f(value)?, index, known_leader, last_contact_ms })
+    }
+}
+
 /// The index to send on the next blocking read, maintained by Consul's rules:
 /// - an index that goes backwards (a snapshot restore, a new leader with
 ///   older state) resets the watch to 0, so the next read returns at once and

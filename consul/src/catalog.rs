@@ -15,12 +15,7 @@ impl Client {
         opts: &QueryOptions,
     ) -> Result<Response<BTreeMap<String, Vec<String>>>, Error> {
         let r = self.get::<BTreeMap<String, Option<Vec<String>>>>("v1/catalog/services", &[], opts).await?;
-        Ok(Response {
-            value: r.value.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect(),
-            index: r.index,
-            known_leader: r.known_leader,
-            last_contact_ms: r.last_contact_ms,
-        })
+        Ok(r.map(|services| services.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect()))
     }
 
     /// `GET /v1/catalog/nodes`: every node. Blocking on it wakes when a node
@@ -36,11 +31,6 @@ impl Client {
     pub async fn catalog_node(&self, node: &str, opts: &QueryOptions) -> Result<Response<Option<CatalogNode>>, Error> {
         let path = format!("v1/catalog/node/{}", segment(node));
         let r = self.get_opt::<Option<CatalogNode>>(&path, &[], opts).await?;
-        Ok(Response {
-            value: r.value.flatten(),
-            index: r.index,
-            known_leader: r.known_leader,
-            last_contact_ms: r.last_contact_ms,
-        })
+        Ok(r.map(Option::flatten))
     }
 }

@@ -150,13 +150,13 @@ impl Client {
         extra: &[(&str, String)],
         opts: &QueryOptions,
     ) -> Result<Response<T>, Error> {
-        let r = self.get_opt(path, extra, opts).await?;
-        match r.value {
-            Some(value) => {
-                Ok(Response { value, index: r.index, known_leader: r.known_leader, last_contact_ms: r.last_contact_ms })
-            }
-            None => Err(Error::Status { endpoint: format!("GET /{path}"), status: 404, body: "not found".into() }),
-        }
+        self.get_opt(path, extra, opts).await?.try_map(|value| {
+            value.ok_or_else(|| Error::Status {
+                endpoint: format!("GET /{path}"),
+                status: 404,
+                body: "not found".into(),
+            })
+        })
     }
 
     /// A PUT with an optional JSON body; the answer body is returned as text.

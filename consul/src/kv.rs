@@ -36,11 +36,7 @@ impl Client {
         let path = format!("v1/kv/{}", key_path(key));
         let r = self.get_opt::<Vec<RawPair>>(&path, &[], opts).await?;
         let endpoint = format!("GET /{path}");
-        let value = match r.value.and_then(|v| v.into_iter().next()) {
-            Some(raw) => Some(decode(&endpoint, raw)?),
-            None => None,
-        };
-        Ok(Response { value, index: r.index, known_leader: r.known_leader, last_contact_ms: r.last_contact_ms })
+        r.try_map(|pairs| pairs.and_then(|v| v.into_iter().next()).map(|raw| decode(&endpoint, raw)).transpose())
     }
 
     /// `GET /v1/kv/:prefix?recurse`: every entry under a prefix.
@@ -48,9 +44,7 @@ impl Client {
         let path = format!("v1/kv/{}", key_path(prefix));
         let r = self.get_opt::<Vec<RawPair>>(&path, &[("recurse", String::new())], opts).await?;
         let endpoint = format!("GET /{path}");
-        let value =
-            r.value.unwrap_or_default().into_iter().map(|raw| decode(&endpoint, raw)).collect::<Result<_, _>>()?;
-        Ok(Response { value, index: r.index, known_leader: r.known_leader, last_contact_ms: r.last_contact_ms })
+        r.try_map(|pairs| pairs.unwrap_or_default().into_iter().map(|raw| decode(&endpoint, raw)).collect())
     }
 
     /// `PUT /v1/kv/:key`: stores a value; Consul answers whether it did.
