@@ -97,13 +97,7 @@ impl Daemon {
     /// `RUST_LOG` defaults to `debug` for the project's own crates so the
     /// captured log explains a failure.
     pub fn spawn(name: &str, args: &[String], envs: &[(&str, &str)]) -> Result<Self, HarnessError> {
-        let path = bin_path(name)?;
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("edge-{name}-"))
-            .tempdir()
-            .map_err(|source| HarnessError::Io { what: "tempdir".into(), source })?;
-        let log = dir.path().join(format!("{name}.log"));
-        let mut cmd = Command::new(&path);
+        let mut cmd = Command::new(bin_path(name)?);
         cmd.args(args).env(
             "RUST_LOG",
             std::env::var("RUST_LOG")
@@ -112,8 +106,7 @@ impl Daemon {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let child = spawn_owned(&mut cmd, &log)?;
-        Ok(Daemon { name: name.to_string(), child: Some(child), log, _dir: dir })
+        Self::spawn_command(name, cmd)
     }
 
     /// Starts a prepared command (e.g. a daemon wrapped in `ip netns exec`,
