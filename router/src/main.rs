@@ -78,6 +78,16 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         strategy: cli.strategy,
         upstream_timeout: cli.upstream_timeout,
         metrics: metrics.clone(),
+        pool: proxy::fast::Pool::new(256, proxy::fast::IDLE_TIMEOUT),
+        connect_timeout: cli.connect_timeout,
+    });
+    let sweeper = proxy.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(proxy::fast::IDLE_TIMEOUT / 3);
+        loop {
+            every.tick().await;
+            sweeper.pool.sweep();
+        }
     });
     let admin = Arc::new(admin::Admin { shared, metrics, overrides_key: cli.overrides_key.clone() });
 
@@ -89,7 +99,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         servers.spawn(serve::serve(
             "proxy",
             l,
-            move |req, conn| p.clone().handle(req, conn),
+            move |stream, conn, drain| proxy::fast::serve_conn(p.clone(), stream, conn, drain),
             stop_rx.clone(),
             cli.shutdown_grace,
         ));
@@ -98,7 +108,10 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     servers.spawn(serve::serve(
         "admin",
         admin_listener,
-        move |req, conn| admin.clone().handle(req, conn),
+        move |stream, conn, drain| {
+            let a = admin.clone();
+            serve::hyper_conn(stream, conn, move |req, c| a.clone().handle(req, c), drain)
+        },
         stop_rx,
         cli.shutdown_grace,
     ));

@@ -1,7 +1,9 @@
-//! Accept loop shared by the proxy and admin listeners: HTTP/1.1 and h2c
-//! (prior knowledge) on one port, upgrades allowed, and a graceful stop that
-//! closes the listener at once and lets open requests finish until the grace
-//! deadline.
+//! Accept loop shared by the proxy and admin listeners, and the hyper
+//! connection service they fall back to: HTTP/1.1 and h2c (prior knowledge)
+//! on one port, upgrades allowed. A graceful stop closes the listener at once
+//! and lets open connections finish what they are doing until the grace
+//! deadline: each connection holds a [`Drain`], and the listener waits until
+//! every one is dropped.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,9 +18,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 
 /// Body of every response the router sends: an upstream's streamed body or
 /// a small one of its own.
@@ -30,7 +32,7 @@ pub fn full(b: impl Into<Bytes>) -> RespBody {
 }
 
 /// Longest time a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -39,23 +41,36 @@ pub struct Conn {
     pub local: SocketAddr,
 }
 
+/// Held by each open connection: tells it when to stop taking requests, and
+/// keeps the listener's drain waiting while it lives.
+pub struct Drain {
+    stop: watch::Receiver<bool>,
+    _open: mpsc::Sender<()>,
+}
+
+impl Drain {
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Resolves once the listener is stopping.
+    pub async fn stopped(&mut self) {
+        drop(self.stop.wait_for(|s| *s).await);
+    }
+}
+
 /// Serves `listener` until `stop` turns true, then drains for up to `grace`.
+/// `on_conn` runs each accepted connection to its end.
 pub async fn serve<H, Fut>(
     name: &'static str,
     listener: TcpListener,
-    handler: H,
+    on_conn: H,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) where
-    H: Fn(Request<Incoming>, Conn) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<RespBody>> + Send + 'static,
+    H: Fn(TcpStream, Conn, Drain) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A client that never finishes its request headers (slowloris) is cut
-    // off instead of holding a connection forever.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
     let local = match listener.local_addr() {
         Ok(a) => a,
         Err(error) => {
@@ -63,24 +78,14 @@ pub async fn serve<H, Fut>(
             return;
         }
     };
+    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let conn = Conn { peer, local };
-                    let h = handler.clone();
-                    let svc = service_fn(move |req| {
-                        let h = h.clone();
-                        async move { Ok::<_, Infallible>(h(req, conn).await) }
-                    });
-                    let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                    let fut = graceful.watch(c);
-                    tokio::spawn(async move {
-                        if let Err(error) = fut.await {
-                            tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
-                        }
-                    });
+                    let drain = Drain { stop: stop.clone(), _open: open_tx.clone() };
+                    tokio::spawn(on_conn(stream, Conn { peer, local }, drain));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: wait a little
@@ -93,9 +98,42 @@ pub async fn serve<H, Fut>(
         }
     }
     drop(listener);
+    drop(open_tx);
     tracing::info!(listener = name, addr = %local, grace = %humantime::format_duration(grace), "stopped accepting; draining");
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!(listener = name, "all connections closed"),
+        _ = open_rx.recv() => tracing::info!(listener = name, "all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!(listener = name, "grace period over; closing remaining connections"),
+    }
+}
+
+/// Serves one connection with hyper (HTTP/1.1 or h2c, upgrades allowed),
+/// calling `handler` per request. On stop, hyper finishes the requests in
+/// flight and closes.
+pub async fn hyper_conn<I, H, Fut>(io: I, conn: Conn, handler: H, mut drain: Drain)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, Conn) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<RespBody>> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes its request headers (slowloris) is cut
+    // off instead of holding a connection forever.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let svc = service_fn(move |req| {
+        let h = handler.clone();
+        async move { Ok::<_, Infallible>(h(req, conn).await) }
+    });
+    let c = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(c);
+    let result = tokio::select! {
+        r = c.as_mut() => r,
+        _ = drain.stopped() => {
+            c.as_mut().graceful_shutdown();
+            c.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(peer = %conn.peer, %error, "connection ended with an error");
     }
 }

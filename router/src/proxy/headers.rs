@@ -4,6 +4,7 @@
 //! `Forwarded` (RFC 7239) and `X-Real-Ip`, and the path is rewritten by the
 //! route's `strip=` and `prepend=` options.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -11,7 +12,7 @@ use http::uri::{PathAndQuery, Uri};
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1),
 /// plus the non-standard `Proxy-Connection` that some clients still send.
-const HOP_BY_HOP: [&str; 9] = [
+pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -87,19 +88,29 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
     }
     set(headers, "x-forwarded-port", &client.local_port.to_string());
     set(headers, "x-real-ip", &ip);
-    let node = match client.ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(_) => format!("\"[{ip}]\""),
-    };
-    let mut elem = format!("for={node};proto=http");
-    if !client.host.is_empty() {
-        elem.push_str(&format!(";host=\"{}\"", client.host.replace(['"', '\\'], "")));
-    }
+    let mut elem = Vec::with_capacity(64);
+    write_forwarded_elem(&mut elem, client.ip, client.host);
+    let elem = String::from_utf8_lossy(&elem);
     let fwd = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {elem}"),
-        _ => elem,
+        _ => elem.into_owned(),
     };
     set(headers, header::FORWARDED.as_str(), &fwd);
+}
+
+/// This proxy's element of the `Forwarded` list (RFC 7239):
+/// `for=IP;proto=http[;host="HOST"]`, an IPv6 address quoted in brackets.
+pub fn write_forwarded_elem(out: &mut Vec<u8>, ip: IpAddr, host: &str) {
+    use std::io::Write;
+    let _ = match ip {
+        IpAddr::V4(_) => write!(out, "for={ip};proto=http"),
+        IpAddr::V6(_) => write!(out, "for=\"[{ip}]\";proto=http"),
+    };
+    if !host.is_empty() {
+        out.extend_from_slice(b";host=\"");
+        out.extend(host.bytes().filter(|b| !matches!(b, b'"' | b'\\')));
+        out.push(b'"');
+    }
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
@@ -110,19 +121,19 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
 
 /// The request path after the route's options: `strip` removes a leading
 /// prefix (only on a segment boundary), `prepend` adds one.
-pub fn rewrite_path(path: &str, strip: Option<&str>, prepend: Option<&str>) -> String {
-    let mut p = path.to_string();
+pub fn rewrite_path<'a>(path: &'a str, strip: Option<&str>, prepend: Option<&str>) -> Cow<'a, str> {
+    let mut p: &'a str = path;
     if let Some(s) = strip.map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty())
-        && let Some(rest) = p.strip_prefix(s)
+        && let Some(rest) = path.strip_prefix(s)
         && (rest.is_empty() || rest.starts_with('/'))
     {
-        p = if rest.is_empty() { "/".to_string() } else { rest.to_string() };
+        p = if rest.is_empty() { "/" } else { rest };
     }
-    if let Some(pre) = prepend.map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty()) {
-        let pre = if pre.starts_with('/') { pre.to_string() } else { format!("/{pre}") };
-        p = format!("{pre}{p}");
+    match prepend.map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty()) {
+        Some(pre) if pre.starts_with('/') => Cow::Owned(format!("{pre}{p}")),
+        Some(pre) => Cow::Owned(format!("/{pre}{p}")),
+        None => Cow::Borrowed(p),
     }
-    p
 }
 
 /// The upstream URI: the target's scheme and authority, the target's own

@@ -8,6 +8,7 @@
 //! retried once on another target, so one dead instance costs no GET.
 
 mod client;
+pub mod fast;
 mod headers;
 mod tunnel;
 
@@ -35,13 +36,21 @@ pub struct Proxy {
     pub strategy: Strategy,
     pub upstream_timeout: Duration,
     pub metrics: Arc<Metrics>,
+    /// Idle upstream connections of the fast path.
+    pub pool: fast::Pool,
+    pub connect_timeout: Duration,
 }
 
 /// Attempts per request: the first target and one retry elsewhere.
 const MAX_ATTEMPTS: usize = 2;
 
 fn idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+    idempotent_name(m.as_str())
+}
+
+/// Methods whose request may be sent twice (RFC 9110 section 9.2.2).
+fn idempotent_name(m: &str) -> bool {
+    matches!(m, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE")
 }
 
 fn text(status: StatusCode, msg: String) -> Response<RespBody> {

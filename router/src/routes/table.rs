@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -44,6 +45,21 @@ pub struct Target {
     pub weight: f64,
     /// The instance's Consul tags, or an override's `tags "..."`.
     pub tags: Vec<String>,
+    /// The socket address for a plain-HTTP target whose host is an IP
+    /// address (the usual Consul registration): the proxy's fast path
+    /// connects to it without a resolver. None for https or a host name.
+    #[serde(skip)]
+    pub addr: Option<SocketAddr>,
+}
+
+/// The address of `url` when it is `http://IP:port/...`.
+pub fn plain_http_addr(url: &Uri) -> Option<SocketAddr> {
+    if url.scheme_str() != Some("http") {
+        return None;
+    }
+    let auth = url.authority()?;
+    let ip: IpAddr = auth.host().trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    Some(SocketAddr::new(ip, auth.port_u16().unwrap_or(80)))
 }
 
 /// Requests for one host and path prefix, and where they go.
@@ -375,6 +391,7 @@ impl<'a> Builder<'a> {
                 .map(|(p, &weight)| Target {
                     service: p.service,
                     instance_id: p.instance_id,
+                    addr: plain_http_addr(&p.url),
                     url: p.url,
                     weight,
                     tags: p.tags,

@@ -616,3 +616,13 @@ fn rebuild_keeps_counters_of_unchanged_routes_only() {
     route.stats.observe(200, std::time::Duration::from_millis(1));
     assert_eq!(count(&old, "*.b.com", "/x"), 2);
 }
+
+#[test]
+fn plain_http_targets_carry_their_socket_address() {
+    let addr = |u: &str| plain_http_addr(&u.parse().expect("uri"));
+    assert_eq!(addr("http://10.0.0.1:8080/"), Some("10.0.0.1:8080".parse().expect("addr")));
+    assert_eq!(addr("http://10.0.0.1/"), Some("10.0.0.1:80".parse().expect("addr")));
+    assert_eq!(addr("http://[fd00::1]:81/"), Some("[fd00::1]:81".parse().expect("addr")));
+    assert_eq!(addr("https://10.0.0.1:8443/"), None, "TLS goes through hyper");
+    assert_eq!(addr("http://node-a.consul:8080/"), None, "names need a resolver");
+}

@@ -1,0 +1,337 @@
+//! Message heads on the fast path, as bytes: which requests the fast path
+//! takes, the request head sent upstream and the response head sent back.
+//! Pure (no I/O) so every rule is unit-tested.
+//!
+//! The fast path takes only plain HTTP/1.1 requests whose framing cannot be
+//! read two ways: no `Transfer-Encoding`, at most one `Content-Length`, no
+//! `Expect`, no upgrade, an origin-form target. Anything else is handed to
+//! hyper with the connection, so request smuggling tricks meet hyper's
+//! parser rather than a second one.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use crate::proxy::headers::{HOP_BY_HOP, write_forwarded_elem};
+
+/// Header lines a head may have on the fast path; more go to hyper (which
+/// allows 100).
+pub const MAX_HEADERS: usize = 64;
+
+/// Headers the proxy sets itself; a client's copies are replaced (the
+/// single-valued ones) or appended to (the lists).
+const SET_BY_PROXY: [&str; 7] =
+    ["host", "x-forwarded-for", "forwarded", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip"];
+
+/// A request the fast path takes.
+#[derive(Debug)]
+pub struct Request<'b, 'h> {
+    pub method: &'b str,
+    pub path: &'b str,
+    pub query: Option<&'b str>,
+    /// The Host header, `""` when absent.
+    pub host: &'b str,
+    pub content_length: u64,
+    /// The client sent `Connection: close`.
+    pub close: bool,
+    pub headers: &'h [httparse::Header<'b>],
+    /// Bytes of the head, including the final empty line.
+    pub len: usize,
+}
+
+/// What the bytes read so far hold.
+#[derive(Debug)]
+pub enum Parsed<'b, 'h> {
+    /// A complete head the fast path takes.
+    Request(Request<'b, 'h>),
+    /// Not a complete head yet.
+    Partial,
+    /// Something for hyper: another version, framing, an upgrade, an error
+    /// (hyper answers it properly), too many headers.
+    HandOff,
+}
+
+pub fn parse_request<'b, 'h>(buf: &'b [u8], storage: &'h mut [httparse::Header<'b>]) -> Parsed<'b, 'h> {
+    let mut req = httparse::Request::new(storage);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::HandOff,
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return Parsed::HandOff;
+    };
+    if method == "CONNECT" || !target.starts_with('/') {
+        return Parsed::HandOff;
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let mut host = None;
+    let mut content_length = None;
+    let mut close = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            if host.is_some() {
+                return Parsed::HandOff;
+            }
+            // What hyper's HeaderValue::to_str accepts, so both paths see
+            // the same host.
+            match std::str::from_utf8(h.value) {
+                Ok(v) if v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) => host = Some(v),
+                _ => return Parsed::HandOff,
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            match (content_length, decimal(h.value)) {
+                (None, Some(n)) => content_length = Some(n),
+                _ => return Parsed::HandOff,
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("expect")
+            || name.eq_ignore_ascii_case("upgrade")
+        {
+            return Parsed::HandOff;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in tokens(h.value) {
+                if token.eq_ignore_ascii_case(b"upgrade") {
+                    return Parsed::HandOff;
+                }
+                close |= token.eq_ignore_ascii_case(b"close");
+            }
+        }
+    }
+    Parsed::Request(Request {
+        method,
+        path,
+        query,
+        host: host.unwrap_or(""),
+        content_length: content_length.unwrap_or(0),
+        close,
+        headers: req.headers,
+        len,
+    })
+}
+
+/// A Content-Length value: digits only, no sign, no overflow.
+fn decimal(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+/// The comma-separated tokens of a header value, trimmed.
+fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(|t| t.trim_ascii()).filter(|t| !t.is_empty())
+}
+
+/// Whether `name` is hop-by-hop or listed in one of the message's
+/// `Connection` headers.
+fn hop_by_hop(name: &str, headers: &[httparse::Header<'_>]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| tokens(h.value))
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Everything besides the request that shapes the upstream head.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream<'a> {
+    pub client_ip: IpAddr,
+    pub local_port: u16,
+    /// The Host header to send; `""` sends none.
+    pub host: &'a str,
+    /// The target's own path, without its trailing `/`.
+    pub base: &'a str,
+    /// The request path after `strip=` and `prepend=`.
+    pub path: &'a str,
+}
+
+/// Writes the head sent to the upstream into `out`: the request line with
+/// the rewritten path, the client's end-to-end headers, and the proxy's own
+/// (Host, `X-Forwarded-*`, `Forwarded`, `X-Real-Ip`; the same values the
+/// hyper path sets, see `headers::add_forwarded`).
+pub fn write_upstream(out: &mut Vec<u8>, req: &Request<'_, '_>, up: &Upstream<'_>) {
+    out.extend_from_slice(req.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(up.base.as_bytes());
+    out.extend_from_slice(up.path.as_bytes());
+    if up.base.is_empty() && up.path.is_empty() {
+        out.push(b'/');
+    }
+    if let Some(q) = req.query {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !up.host.is_empty() {
+        header(out, "host", up.host.as_bytes());
+    }
+    let mut xff: Option<usize> = None;
+    let mut fwd: Option<usize> = None;
+    for h in req.headers {
+        if SET_BY_PROXY.iter().any(|s| h.name.eq_ignore_ascii_case(s)) || hop_by_hop(h.name, req.headers) {
+            if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+                xff = Some(xff.unwrap_or(0) + 1);
+            } else if h.name.eq_ignore_ascii_case("forwarded") {
+                fwd = Some(fwd.unwrap_or(0) + 1);
+            }
+            continue;
+        }
+        header(out, h.name, h.value);
+    }
+    // The lists: earlier hops' values (every line, in order), then ours.
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if xff.is_some() {
+        previous(out, req.headers, "x-forwarded-for");
+    }
+    let _ = write!(out, "{}\r\n", up.client_ip);
+    out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    if !req.host.is_empty() {
+        header(out, "x-forwarded-host", req.host.as_bytes());
+    }
+    let _ = write!(out, "x-forwarded-port: {}\r\nx-real-ip: {}\r\n", up.local_port, up.client_ip);
+    out.extend_from_slice(b"forwarded: ");
+    if fwd.is_some() {
+        previous(out, req.headers, "forwarded");
+    }
+    write_forwarded_elem(out, up.client_ip, req.host);
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Writes the non-empty values of every `name` line followed by `, `.
+fn previous(out: &mut Vec<u8>, headers: &[httparse::Header<'_>], name: &str) {
+    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+        let v = h.value.trim_ascii();
+        if !v.is_empty() {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
+}
+
+fn header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the body of a response ends (RFC 9112 section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: a HEAD request, 1xx, 204, 304.
+    Empty,
+    Length(u64),
+    /// Chunked, passed on as it is; [`super::chunked`] finds the end.
+    Chunked,
+    /// Until the upstream closes; the client connection closes too.
+    UntilClose,
+}
+
+/// A parsed upstream response head.
+#[derive(Debug)]
+pub struct Response<'b, 'h> {
+    pub status: u16,
+    pub reason: &'b str,
+    pub headers: &'h [httparse::Header<'b>],
+    pub framing: Framing,
+    /// The upstream connection can carry another request after this body.
+    pub reusable: bool,
+    pub len: usize,
+}
+
+/// Why a response head cannot be passed on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadResponse {
+    #[error("invalid response head: {0}")]
+    Parse(httparse::Error),
+    #[error("conflicting Content-Length values")]
+    ContentLength,
+    #[error("unexpected 101 Switching Protocols")]
+    Switching,
+}
+
+/// Parses an upstream response head; `Ok(None)` while incomplete.
+pub fn parse_response<'b, 'h>(
+    buf: &'b [u8],
+    storage: &'h mut [httparse::Header<'b>],
+    head_request: bool,
+) -> Result<Option<Response<'b, 'h>>, BadResponse> {
+    let mut resp = httparse::Response::new(storage);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(BadResponse::Parse(e)),
+    };
+    let status = resp.code.unwrap_or(0);
+    if status == 101 {
+        return Err(BadResponse::Switching);
+    }
+    let mut reusable = resp.version == Some(1);
+    let mut length: Option<u64> = None;
+    let mut chunked: Option<bool> = None;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            match (length, decimal(h.value.trim_ascii())) {
+                (_, None) => return Err(BadResponse::ContentLength),
+                (Some(prev), Some(n)) if prev != n => return Err(BadResponse::ContentLength),
+                (_, n) => length = n,
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only the final coding counts: chunked must be last.
+            chunked = tokens(h.value).last().map(|t| t.eq_ignore_ascii_case(b"chunked")).or(chunked);
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for t in tokens(h.value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    reusable = false;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") && resp.version == Some(0) {
+                    reusable = true;
+                }
+            }
+        }
+    }
+    let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        Framing::Empty
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::UntilClose,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::UntilClose,
+        }
+    };
+    if framing == Framing::UntilClose {
+        reusable = false;
+    }
+    Ok(Some(Response { status, reason: resp.reason.unwrap_or(""), headers: resp.headers, framing, reusable, len }))
+}
+
+/// Writes the head sent to the client: the upstream's status and
+/// end-to-end headers; `Transfer-Encoding` stays when the chunked body is
+/// passed on; `Connection: close` when the client connection ends after it.
+pub fn write_client(out: &mut Vec<u8>, resp: &Response<'_, '_>, close: bool) {
+    let _ = write!(out, "HTTP/1.1 {} ", resp.status);
+    out.extend_from_slice(resp.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers {
+        let chunked = resp.framing == Framing::Chunked;
+        let keep_te = chunked && h.name.eq_ignore_ascii_case("transfer-encoding");
+        // With both, the chunked coding frames the body (RFC 9112 6.3).
+        let stale_length = chunked && h.name.eq_ignore_ascii_case("content-length");
+        if stale_length || (!keep_te && hop_by_hop(h.name, resp.headers)) {
+            continue;
+        }
+        header(out, h.name, h.value);
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests;

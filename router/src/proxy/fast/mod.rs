@@ -1,0 +1,564 @@
+//! The fast path: plain HTTP/1.1 proxied within the client connection's own
+//! task, with no per-request task, channel or header map.
+//!
+//! Why: behind hyper's server and pooled client a proxied request crossed
+//! three tasks and built two header maps, and the router spent about twice
+//! nginx's CPU per request. Here one task reads the client's head, parses it
+//! in place (httparse), writes the upstream head straight into a buffer,
+//! takes an idle upstream connection from [`pool::Pool`], and copies the
+//! response back, passing bodies through unchanged.
+//!
+//! It takes only the common case (see [`head::parse_request`] and
+//! [`Proxy::fast_route`]): a plain HTTP/1.1 request with a routed target
+//! that is `http://IP:port`. For anything else (h2c, HTTP/1.0, chunked or
+//! `Expect` request bodies, upgrades such as websocket, https or named
+//! targets, redirects, refusals, no route) the connection, with the bytes
+//! already read, is handed to hyper and [`Proxy::handle`] for the rest of
+//! its life. Both paths give the same answers: 404/403/502/504, retries,
+//! forwarded headers, options.
+
+mod chunked;
+mod head;
+mod pool;
+mod rewind;
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+pub use pool::Pool;
+
+use super::{MAX_ATTEMPTS, Proxy, RouteName, headers, idempotent_name};
+use crate::routes::{HostHeader, Route};
+use crate::serve::{Conn, Drain, HEADER_READ_TIMEOUT, hyper_conn};
+use chunked::Chunked;
+use head::{Framing, MAX_HEADERS, Parsed};
+
+/// Longest request head the fast path reads before leaving it to hyper
+/// (which answers 431 when it is too large).
+const MAX_HEAD: usize = 64 * 1024;
+/// Largest upstream response head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Read buffer size; also the unit bodies are copied in.
+const BUF: usize = 16 * 1024;
+/// A response head and a body up to this size go out in one write.
+const COALESCE: usize = 4 * 1024;
+
+/// Serves one client connection: the fast path for as long as requests
+/// qualify, then hyper.
+pub async fn serve_conn(proxy: Arc<Proxy>, mut stream: TcpStream, conn: Conn, mut drain: Drain) {
+    let mut buf = BytesMut::with_capacity(BUF);
+    let mut io = Scratch::default();
+    match proxy.run(&mut stream, &mut buf, conn, &mut drain, &mut io).await {
+        End::Close => {}
+        End::HandOff => {
+            let p = proxy.clone();
+            let io = rewind::Rewind::new(buf.freeze(), stream);
+            hyper_conn(io, conn, move |req, c| p.clone().handle(req, c), drain).await;
+        }
+    }
+}
+
+/// How a connection leaves the fast path.
+enum End {
+    Close,
+    HandOff,
+}
+
+/// What is left to do after one exchange.
+enum Next {
+    /// The client may send another request; `usize` bytes of the read
+    /// buffer (head and body) were this request's.
+    KeepAlive(usize),
+    Close,
+    HandOff,
+}
+
+/// Buffers reused by every request on a connection.
+#[derive(Default)]
+struct Scratch {
+    /// The head being written (upstream request, then client response).
+    out: Vec<u8>,
+    /// Bytes read from the upstream.
+    up: Vec<u8>,
+}
+
+/// An upstream's response head, read: the body follows.
+struct Answer {
+    upstream: TcpStream,
+    status: u16,
+    framing: Framing,
+    /// The connection may carry another request once the body is read.
+    reusable: bool,
+    /// Where the body starts in [`Scratch::up`].
+    body_start: usize,
+}
+
+/// An attempt that got no response.
+enum Failed {
+    /// Could not connect, or a reused connection turned out closed: the
+    /// request did not reach an application.
+    Connect(String),
+    Other(String),
+    Timeout,
+}
+
+impl Proxy {
+    async fn run(
+        &self,
+        stream: &mut TcpStream,
+        buf: &mut BytesMut,
+        conn: Conn,
+        drain: &mut Drain,
+        io: &mut Scratch,
+    ) -> End {
+        loop {
+            if buf.is_empty() {
+                // Idle between requests: a stop closes the connection now.
+                if drain.stopping() {
+                    return End::Close;
+                }
+                buf.reserve(BUF);
+                tokio::select! {
+                    r = stream.read_buf(buf) => match r {
+                        Ok(0) | Err(_) => return End::Close,
+                        Ok(_) => {}
+                    },
+                    _ = drain.stopped() => return End::Close,
+                }
+            }
+            let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+            loop {
+                let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match head::parse_request(buf, &mut storage) {
+                    Parsed::HandOff => return End::HandOff,
+                    Parsed::Partial if buf.len() >= MAX_HEAD => return End::HandOff,
+                    Parsed::Partial => {}
+                    Parsed::Request(req) => {
+                        match self.exchange(stream, &buf[req.len..], &req, conn, io).await {
+                            Next::KeepAlive(used) => {
+                                buf.advance(used);
+                                if drain.stopping() {
+                                    return End::Close;
+                                }
+                            }
+                            Next::Close => return End::Close,
+                            Next::HandOff => return End::HandOff,
+                        }
+                        break;
+                    }
+                }
+                buf.reserve(BUF);
+                match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return End::Close,
+                }
+            }
+        }
+    }
+
+    /// The route for a request if the fast path can serve it.
+    fn fast_route<'t>(
+        &self,
+        table: &'t crate::routes::Table,
+        req: &head::Request<'_, '_>,
+        conn: Conn,
+    ) -> Option<&'t Route> {
+        let route = table.lookup(req.host, req.path)?;
+        let plain = route.opts.redirect.is_none()
+            && route.opts.allows(conn.peer.ip())
+            && !route.targets.is_empty()
+            && route.targets.iter().all(|t| t.addr.is_some());
+        plain.then_some(route)
+    }
+
+    /// Proxies one request whose head is parsed; `rest` is what the read
+    /// buffer holds after the head (the body's start, maybe more requests).
+    async fn exchange(
+        &self,
+        client: &mut TcpStream,
+        rest: &[u8],
+        req: &head::Request<'_, '_>,
+        conn: Conn,
+        io: &mut Scratch,
+    ) -> Next {
+        let started = Instant::now();
+        let snapshot = self.shared.snapshot.load_full();
+        let Some(route) = self.fast_route(&snapshot.table, req, conn) else { return Next::HandOff };
+        let opts = &route.opts;
+        let body_in_buf = rest.len().min(usize::try_from(req.content_length).unwrap_or(usize::MAX));
+        let retryable = idempotent_name(req.method) && req.content_length == 0;
+        let path = headers::rewrite_path(req.path, opts.strip.as_deref(), opts.prepend.as_deref());
+
+        let mut tried = [usize::MAX; MAX_ATTEMPTS];
+        let mut attempts = 0;
+        let mut last_error: Cow<'static, str> = Cow::Borrowed("the route has no target with a weight above 0");
+        // Whether the client's body was read from the client (and so is gone).
+        let mut body_taken = false;
+        while attempts < MAX_ATTEMPTS {
+            let Some((idx, target)) = route.pick(self.strategy, &tried[..attempts]) else { break };
+            tried[attempts] = idx;
+            attempts += 1;
+            let Some(addr) = target.addr else { break };
+            let host_out: &str = match &opts.host {
+                HostHeader::Keep => req.host,
+                HostHeader::Dst => target.url.authority().map(|a| a.as_str()).unwrap_or_default(),
+                HostHeader::Name(n) => n,
+            };
+            io.out.clear();
+            head::write_upstream(
+                &mut io.out,
+                req,
+                &head::Upstream {
+                    client_ip: conn.peer.ip(),
+                    local_port: conn.local.port(),
+                    host: host_out,
+                    base: target.url.path().trim_end_matches('/'),
+                    path: &path,
+                },
+            );
+            io.out.extend_from_slice(&rest[..body_in_buf]);
+            let body_left = req.content_length - body_in_buf as u64;
+            match self.attempt(client, addr, req, body_left, started, io).await {
+                Ok(answer) => {
+                    route.stats.observe(answer.status, started.elapsed());
+                    return self
+                        .respond(client, answer, addr, req.close, io)
+                        .await
+                        .map_or(Next::Close, |()| Next::KeepAlive(req.len + body_in_buf));
+                }
+                Err((failed, taken)) => {
+                    body_taken |= taken;
+                    match failed {
+                        Failed::Timeout => {
+                            tracing::warn!(route = %RouteName(route), target = %target.url, timeout = ?self.upstream_timeout, "upstream timed out");
+                            route.stats.observe(504, started.elapsed());
+                            let msg = format!(
+                                "{} did not answer within {}\n",
+                                target.url,
+                                humantime::format_duration(self.upstream_timeout)
+                            );
+                            return self
+                                .simple(client, 504, "Gateway Timeout", &msg, req, body_in_buf, body_taken)
+                                .await;
+                        }
+                        Failed::Connect(e) => {
+                            last_error = format!("{}: {e}", target.url).into();
+                            tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect = true, "upstream failed");
+                            if retryable {
+                                continue;
+                            }
+                            break;
+                        }
+                        Failed::Other(e) => {
+                            last_error = format!("{}: {e}", target.url).into();
+                            tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect = false, "upstream failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        route.stats.observe(502, started.elapsed());
+        let msg = format!("no upstream answered: {last_error}\n");
+        self.simple(client, 502, "Bad Gateway", &msg, req, body_in_buf, body_taken).await
+    }
+
+    /// Sends the request (head and body start in `io.out`, then `body_left`
+    /// more bytes from the client) and reads the response head, forwarding
+    /// informational (1xx) responses. On success: the upstream connection,
+    /// status, framing, reusability and where the body starts in `io.up`
+    /// (which holds `io.up.len()` bytes read). On failure: why, and whether
+    /// the part of the client's body that was not in the read buffer has
+    /// been read whole (only then can the client connection go on).
+    async fn attempt(
+        &self,
+        client: &mut TcpStream,
+        addr: SocketAddr,
+        req: &head::Request<'_, '_>,
+        body_left: u64,
+        started: Instant,
+        io: &mut Scratch,
+    ) -> Result<Answer, (Failed, bool)> {
+        let head_request = req.method == "HEAD";
+        // A pooled connection the upstream closed just now fails before any
+        // response byte. If sending failed, the request never reached the
+        // application; if the connection closed after it was sent, it may
+        // have, so only an idempotent request is sent again. Either way once,
+        // on a new connection, and only while its body is still here.
+        let mut fresh_only = false;
+        let resend_unanswered = idempotent_name(req.method);
+        loop {
+            let (mut up, reused) = match (!fresh_only).then(|| self.pool.take(addr)).flatten() {
+                Some(s) => (s, true),
+                None => match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                    Ok(Ok(s)) => {
+                        let _ = s.set_nodelay(true);
+                        (s, false)
+                    }
+                    Ok(Err(e)) => return Err((Failed::Connect(e.to_string()), false)),
+                    Err(_) => {
+                        let msg =
+                            format!("connect timed out after {}", humantime::format_duration(self.connect_timeout));
+                        return Err((Failed::Connect(msg), false));
+                    }
+                },
+            };
+            let deadline = started + self.upstream_timeout;
+            let sent = tokio::time::timeout_at(deadline, async {
+                up.write_all(&io.out).await?;
+                if body_left > 0 {
+                    copy_exact(client, &mut up, body_left, &mut io.up).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+            // A send that failed or timed out may have read part of the
+            // client's body: that connection cannot carry another request.
+            match sent {
+                Err(_) => return Err((Failed::Timeout, false)),
+                Ok(Err(_)) if reused && body_left == 0 => {
+                    fresh_only = true;
+                    continue;
+                }
+                Ok(Err(e)) => return Err((Failed::Other(format!("sending the request: {e}")), false)),
+                Ok(Ok(())) => {}
+            }
+            // From here the client's body (if any) has been read whole.
+            let body_taken = body_left > 0;
+            io.up.clear();
+            match tokio::time::timeout_at(deadline, read_response_head(&mut up, client, head_request, req.close, io))
+                .await
+            {
+                Err(_) => return Err((Failed::Timeout, body_taken)),
+                Ok(Ok((status, framing, reusable, body_start))) => {
+                    return Ok(Answer { upstream: up, status, framing, reusable, body_start });
+                }
+                Ok(Err(HeadError::Closed)) if reused && !body_taken && resend_unanswered => {
+                    fresh_only = true;
+                    continue;
+                }
+                Ok(Err(HeadError::Closed)) => {
+                    return Err((Failed::Other("connection closed before a response".into()), body_taken));
+                }
+                Ok(Err(HeadError::Io(e)))
+                    if reused
+                        && !body_taken
+                        && resend_unanswered
+                        && e.kind() == std::io::ErrorKind::ConnectionReset =>
+                {
+                    fresh_only = true;
+                    continue;
+                }
+                Ok(Err(HeadError::Io(e))) => return Err((Failed::Other(e.to_string()), body_taken)),
+                Ok(Err(HeadError::Bad(e))) => return Err((Failed::Other(e), body_taken)),
+            }
+        }
+    }
+
+    /// Sends the response head (in `io.out`) and the body to the client, and
+    /// puts the upstream connection back in the pool when it is clean. Err when either side broke off mid-body: the
+    /// client connection must close then.
+    async fn respond(
+        &self,
+        client: &mut TcpStream,
+        answer: Answer,
+        addr: SocketAddr,
+        client_close: bool,
+        io: &mut Scratch,
+    ) -> Result<(), ()> {
+        let Answer { upstream: mut up, framing, reusable, body_start, .. } = answer;
+        // io.out holds the client head (written by read_response_head);
+        // io.up[body_start..] the body bytes read with it.
+        let avail = io.up.len() - body_start;
+        let mut reusable = reusable;
+        let close = client_close || framing == Framing::UntilClose;
+        let (now, left): (usize, Option<Body>) = match framing {
+            Framing::Empty => {
+                reusable &= avail == 0;
+                (0, None)
+            }
+            Framing::Length(n) => {
+                let now = avail.min(usize::try_from(n).unwrap_or(usize::MAX));
+                reusable &= avail <= now;
+                (now, (n > now as u64).then_some(Body::Length(n - now as u64)))
+            }
+            Framing::Chunked => {
+                let mut c = Chunked::default();
+                let now = c
+                    .feed(&io.up[body_start..])
+                    .map_err(|e| tracing::warn!(upstream = %addr, error = %e, "bad chunked response"))?;
+                reusable &= now == avail;
+                (now, (!c.done()).then_some(Body::Chunked(c)))
+            }
+            Framing::UntilClose => (avail, Some(Body::UntilClose)),
+        };
+        if now <= COALESCE {
+            io.out.extend_from_slice(&io.up[body_start..body_start + now]);
+            client.write_all(&io.out).await.map_err(drop)?;
+        } else {
+            client.write_all(&io.out).await.map_err(drop)?;
+            client.write_all(&io.up[body_start..body_start + now]).await.map_err(drop)?;
+        }
+        match left {
+            None => {}
+            Some(Body::Length(n)) => copy_exact(&mut up, client, n, &mut io.up).await.map_err(drop)?,
+            Some(Body::Chunked(mut c)) => loop {
+                io.up.resize(BUF, 0);
+                let n = up.read(&mut io.up[..]).await.map_err(drop)?;
+                if n == 0 {
+                    return Err(());
+                }
+                let used = c
+                    .feed(&io.up[..n])
+                    .map_err(|e| tracing::warn!(upstream = %addr, error = %e, "bad chunked response"))?;
+                client.write_all(&io.up[..used]).await.map_err(drop)?;
+                if c.done() {
+                    reusable &= used == n;
+                    break;
+                }
+            },
+            Some(Body::UntilClose) => loop {
+                io.up.resize(BUF, 0);
+                let n = up.read(&mut io.up[..]).await.map_err(drop)?;
+                if n == 0 {
+                    break;
+                }
+                client.write_all(&io.up[..n]).await.map_err(drop)?;
+            },
+        }
+        if reusable {
+            self.pool.put(addr, up);
+        }
+        if close {
+            let _ = client.shutdown().await;
+            return Err(());
+        }
+        Ok(())
+    }
+
+    /// Answers with a short text of the proxy's own (502, 504). The client
+    /// connection stays open only if the request's body was fully read.
+    #[allow(clippy::too_many_arguments)]
+    async fn simple(
+        &self,
+        client: &mut TcpStream,
+        status: u16,
+        reason: &str,
+        msg: &str,
+        req: &head::Request<'_, '_>,
+        body_in_buf: usize,
+        body_taken: bool,
+    ) -> Next {
+        let body_read = body_taken || body_in_buf as u64 == req.content_length;
+        let close = req.close || !body_read;
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n",
+            msg.len(),
+            if close { "connection: close\r\n" } else { "" }
+        );
+        let mut out = head.into_bytes();
+        out.extend_from_slice(msg.as_bytes());
+        if client.write_all(&out).await.is_err() || close {
+            return Next::Close;
+        }
+        Next::KeepAlive(req.len + body_in_buf)
+    }
+}
+
+/// What remains of a response body after the bytes read with its head.
+enum Body {
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+}
+
+enum HeadError {
+    /// EOF before a complete head.
+    Closed,
+    Io(std::io::Error),
+    Bad(String),
+}
+
+/// Reads the upstream's response head into `io.up`, forwarding 1xx
+/// responses to the client, and writes the client's head into `io.out`
+/// (with `Connection: close` when the client connection ends after it).
+/// Returns status, framing, reusability and where the body starts.
+async fn read_response_head(
+    up: &mut TcpStream,
+    client: &mut TcpStream,
+    head_request: bool,
+    client_close: bool,
+    io: &mut Scratch,
+) -> Result<(u16, Framing, bool, usize), HeadError> {
+    let mut filled = 0;
+    let mut seen_any = false;
+    loop {
+        if filled == io.up.len() {
+            if io.up.len() >= MAX_RESPONSE_HEAD {
+                return Err(HeadError::Bad("response head too large".into()));
+            }
+            io.up.resize((io.up.len() * 2).max(BUF), 0);
+        }
+        let n = up.read(&mut io.up[filled..]).await.map_err(HeadError::Io)?;
+        if n == 0 {
+            return Err(if seen_any {
+                HeadError::Bad("connection closed inside the response head".into())
+            } else {
+                HeadError::Closed
+            });
+        }
+        seen_any = true;
+        filled += n;
+        // Heads are parsed from the start of io.up; 1xx heads are removed.
+        loop {
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let parsed = head::parse_response(&io.up[..filled], &mut storage, head_request)
+                .map_err(|e| HeadError::Bad(e.to_string()))?;
+            let Some(resp) = parsed else { break };
+            io.out.clear();
+            if (100..200).contains(&resp.status) {
+                head::write_client(&mut io.out, &resp, false);
+                let len = resp.len;
+                client.write_all(&io.out).await.map_err(HeadError::Io)?;
+                io.up.copy_within(len..filled, 0);
+                filled -= len;
+                continue;
+            }
+            let close = client_close || resp.framing == Framing::UntilClose;
+            head::write_client(&mut io.out, &resp, close);
+            let r = (resp.status, resp.framing, resp.reusable, resp.len);
+            io.up.truncate(filled);
+            return Ok(r);
+        }
+    }
+}
+
+/// Copies exactly `n` bytes from `from` to `to`.
+async fn copy_exact(
+    from: &mut TcpStream,
+    to: &mut TcpStream,
+    mut n: u64,
+    scratch: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    scratch.resize(BUF, 0);
+    while n > 0 {
+        let want = usize::try_from(n).map_or(BUF, |n| n.min(BUF));
+        let got = from.read(&mut scratch[..want]).await?;
+        if got == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        to.write_all(&scratch[..got]).await?;
+        n -= got as u64;
+    }
+    Ok(())
+}
+
+/// How long idle upstream connections are kept, and how often they are swept.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
