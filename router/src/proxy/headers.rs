@@ -89,7 +89,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
     set(headers, "x-forwarded-port", &client.local_port.to_string());
     set(headers, "x-real-ip", &ip);
     let mut elem = Vec::with_capacity(64);
-    write_forwarded_elem(&mut elem, client.ip, client.host);
+    write_forwarded_elem(&mut elem, &ip, client.ip.is_ipv6(), client.host);
     let elem = String::from_utf8_lossy(&elem);
     let fwd = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {elem}"),
@@ -100,12 +100,16 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
 
 /// This proxy's element of the `Forwarded` list (RFC 7239):
 /// `for=IP;proto=http[;host="HOST"]`, an IPv6 address quoted in brackets.
-pub fn write_forwarded_elem(out: &mut Vec<u8>, ip: IpAddr, host: &str) {
-    use std::io::Write;
-    let _ = match ip {
-        IpAddr::V4(_) => write!(out, "for={ip};proto=http"),
-        IpAddr::V6(_) => write!(out, "for=\"[{ip}]\";proto=http"),
-    };
+pub fn write_forwarded_elem(out: &mut Vec<u8>, ip: &str, v6: bool, host: &str) {
+    if v6 {
+        out.extend_from_slice(b"for=\"[");
+        out.extend_from_slice(ip.as_bytes());
+        out.extend_from_slice(b"]\";proto=http");
+    } else {
+        out.extend_from_slice(b"for=");
+        out.extend_from_slice(ip.as_bytes());
+        out.extend_from_slice(b";proto=http");
+    }
     if !host.is_empty() {
         out.extend_from_slice(b";host=\"");
         out.extend(host.bytes().filter(|b| !matches!(b, b'"' | b'\\')));

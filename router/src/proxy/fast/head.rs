@@ -9,7 +9,7 @@
 //! parser rather than a second one.
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::mem::MaybeUninit;
 
 use crate::proxy::headers::{HOP_BY_HOP, write_forwarded_elem};
 
@@ -50,9 +50,15 @@ pub enum Parsed<'b, 'h> {
     HandOff,
 }
 
-pub fn parse_request<'b, 'h>(buf: &'b [u8], storage: &'h mut [httparse::Header<'b>]) -> Parsed<'b, 'h> {
-    let mut req = httparse::Request::new(storage);
-    let len = match req.parse(buf) {
+/// Room for a request's header lines, left uninitialised: the parser writes
+/// what it uses, so a request does not pay for zeroing all of it.
+pub fn request_storage<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
+pub fn parse_request<'b, 'h>(buf: &'b [u8], storage: &'h mut [MaybeUninit<httparse::Header<'b>>]) -> Parsed<'b, 'h> {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, storage) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::HandOff,
@@ -140,8 +146,11 @@ fn hop_by_hop(name: &str, headers: &[httparse::Header<'_>]) -> bool {
 /// Everything besides the request that shapes the upstream head.
 #[derive(Debug, Clone, Copy)]
 pub struct Upstream<'a> {
-    pub client_ip: IpAddr,
-    pub local_port: u16,
+    /// The client's address, formatted.
+    pub client_ip: &'a str,
+    pub client_v6: bool,
+    /// The port of the listener the request came in on, formatted.
+    pub local_port: &'a str,
     /// The Host header to send; `""` sends none.
     pub host: &'a str,
     /// The target's own path, without its trailing `/`.
@@ -188,17 +197,18 @@ pub fn write_upstream(out: &mut Vec<u8>, req: &Request<'_, '_>, up: &Upstream<'_
     if xff.is_some() {
         previous(out, req.headers, "x-forwarded-for");
     }
-    let _ = write!(out, "{}\r\n", up.client_ip);
-    out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    out.extend_from_slice(up.client_ip.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
     if !req.host.is_empty() {
         header(out, "x-forwarded-host", req.host.as_bytes());
     }
-    let _ = write!(out, "x-forwarded-port: {}\r\nx-real-ip: {}\r\n", up.local_port, up.client_ip);
+    header(out, "x-forwarded-port", up.local_port.as_bytes());
+    header(out, "x-real-ip", up.client_ip.as_bytes());
     out.extend_from_slice(b"forwarded: ");
     if fwd.is_some() {
         previous(out, req.headers, "forwarded");
     }
-    write_forwarded_elem(out, up.client_ip, req.host);
+    write_forwarded_elem(out, up.client_ip, up.client_v6, req.host);
     out.extend_from_slice(b"\r\n\r\n");
 }
 

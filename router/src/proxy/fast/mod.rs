@@ -54,7 +54,11 @@ const COALESCE: usize = 4 * 1024;
 /// qualify, then hyper.
 pub async fn serve_conn(proxy: Arc<Proxy>, mut stream: TcpStream, conn: Conn, mut drain: Drain) {
     let mut buf = BytesMut::with_capacity(BUF);
-    let mut io = Scratch::default();
+    let mut io = Scratch {
+        client_ip: conn.peer.ip().to_string(),
+        local_port: conn.local.port().to_string(),
+        ..Scratch::default()
+    };
     match proxy.run(&mut stream, &mut buf, conn, &mut drain, &mut io).await {
         End::Close => {}
         End::HandOff => {
@@ -80,13 +84,19 @@ enum Next {
     HandOff,
 }
 
-/// Buffers reused by every request on a connection.
+/// Buffers reused by every request on a connection, and what the forwarding
+/// headers say about it, formatted once.
 #[derive(Default)]
 struct Scratch {
+    client_ip: String,
+    local_port: String,
     /// The head being written (upstream request, then client response).
     out: Vec<u8>,
-    /// Bytes read from the upstream.
+    /// Bytes read from the upstream; allocated (and zeroed) once, then only
+    /// grown for a large response head.
     up: Vec<u8>,
+    /// How many bytes of `up` the response head read holds.
+    filled: usize,
 }
 
 /// An upstream's response head, read: the body follows.
@@ -135,7 +145,7 @@ impl Proxy {
             }
             let deadline = Instant::now() + HEADER_READ_TIMEOUT;
             loop {
-                let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut storage = head::request_storage();
                 match head::parse_request(buf, &mut storage) {
                     Parsed::HandOff => return End::HandOff,
                     Parsed::Partial if buf.len() >= MAX_HEAD => return End::HandOff,
@@ -216,8 +226,9 @@ impl Proxy {
                 &mut io.out,
                 req,
                 &head::Upstream {
-                    client_ip: conn.peer.ip(),
-                    local_port: conn.local.port(),
+                    client_ip: &io.client_ip,
+                    client_v6: conn.peer.is_ipv6(),
+                    local_port: &io.local_port,
                     host: host_out,
                     base: target.url.path().trim_end_matches('/'),
                     path: &path,
@@ -274,7 +285,7 @@ impl Proxy {
     /// more bytes from the client) and reads the response head, forwarding
     /// informational (1xx) responses. On success: the upstream connection,
     /// status, framing, reusability and where the body starts in `io.up`
-    /// (which holds `io.up.len()` bytes read). On failure: why, and whether
+    /// (which holds `io.filled` bytes read). On failure: why, and whether
     /// the part of the client's body that was not in the read buffer has
     /// been read whole (only then can the client connection go on).
     async fn attempt(
@@ -310,55 +321,47 @@ impl Proxy {
                     }
                 },
             };
-            let deadline = started + self.upstream_timeout;
-            let sent = tokio::time::timeout_at(deadline, async {
-                up.write_all(&io.out).await?;
-                if body_left > 0 {
-                    copy_exact(client, &mut up, body_left, &mut io.up).await?;
-                }
-                Ok::<_, std::io::Error>(())
+            // One timer for sending and for the response head.
+            let mut sent = false;
+            let exchanged = tokio::time::timeout_at(started + self.upstream_timeout, async {
+                let send = async {
+                    up.write_all(&io.out).await?;
+                    if body_left > 0 {
+                        copy_exact(client, &mut up, body_left, &mut io.up).await?;
+                    }
+                    Ok::<_, std::io::Error>(())
+                };
+                send.await.map_err(Stage::Send)?;
+                sent = true;
+                read_response_head(&mut up, client, head_request, req.close, io).await.map_err(Stage::Head)
             })
             .await;
             // A send that failed or timed out may have read part of the
             // client's body: that connection cannot carry another request.
-            match sent {
-                Err(_) => return Err((Failed::Timeout, false)),
-                Ok(Err(_)) if reused && body_left == 0 => {
-                    fresh_only = true;
-                    continue;
-                }
-                Ok(Err(e)) => return Err((Failed::Other(format!("sending the request: {e}")), false)),
-                Ok(Ok(())) => {}
-            }
-            // From here the client's body (if any) has been read whole.
-            let body_taken = body_left > 0;
-            io.up.clear();
-            match tokio::time::timeout_at(deadline, read_response_head(&mut up, client, head_request, req.close, io))
-                .await
-            {
+            // Once sent, the body (if any) has been read whole.
+            let body_taken = sent && body_left > 0;
+            let stale = reused && body_left == 0;
+            match exchanged {
                 Err(_) => return Err((Failed::Timeout, body_taken)),
                 Ok(Ok((status, framing, reusable, body_start))) => {
                     return Ok(Answer { upstream: up, status, framing, reusable, body_start });
                 }
-                Ok(Err(HeadError::Closed)) if reused && !body_taken && resend_unanswered => {
-                    fresh_only = true;
-                    continue;
+                Ok(Err(Stage::Send(_))) if stale => {}
+                Ok(Err(Stage::Send(e))) => {
+                    return Err((Failed::Other(format!("sending the request: {e}")), false));
                 }
-                Ok(Err(HeadError::Closed)) => {
+                Ok(Err(Stage::Head(HeadError::Closed))) if stale && resend_unanswered => {}
+                Ok(Err(Stage::Head(HeadError::Closed))) => {
                     return Err((Failed::Other("connection closed before a response".into()), body_taken));
                 }
-                Ok(Err(HeadError::Io(e)))
-                    if reused
-                        && !body_taken
-                        && resend_unanswered
-                        && e.kind() == std::io::ErrorKind::ConnectionReset =>
-                {
-                    fresh_only = true;
-                    continue;
-                }
-                Ok(Err(HeadError::Io(e))) => return Err((Failed::Other(e.to_string()), body_taken)),
-                Ok(Err(HeadError::Bad(e))) => return Err((Failed::Other(e), body_taken)),
+                Ok(Err(Stage::Head(HeadError::Io(e))))
+                    if stale && resend_unanswered && e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                Ok(Err(Stage::Head(HeadError::Io(e)))) => return Err((Failed::Other(e.to_string()), body_taken)),
+                Ok(Err(Stage::Head(HeadError::Bad(e)))) => return Err((Failed::Other(e), body_taken)),
             }
+            // The pooled connection was closed under the request: again, on
+            // a new one.
+            fresh_only = true;
         }
     }
 
@@ -375,8 +378,8 @@ impl Proxy {
     ) -> Result<(), ()> {
         let Answer { upstream: mut up, framing, reusable, body_start, .. } = answer;
         // io.out holds the client head (written by read_response_head);
-        // io.up[body_start..] the body bytes read with it.
-        let avail = io.up.len() - body_start;
+        // io.up[body_start..io.filled] the body bytes read with it.
+        let avail = io.filled - body_start;
         let mut reusable = reusable;
         let close = client_close || framing == Framing::UntilClose;
         let (now, left): (usize, Option<Body>) = match framing {
@@ -392,7 +395,7 @@ impl Proxy {
             Framing::Chunked => {
                 let mut c = Chunked::default();
                 let now = c
-                    .feed(&io.up[body_start..])
+                    .feed(&io.up[body_start..io.filled])
                     .map_err(|e| tracing::warn!(upstream = %addr, error = %e, "bad chunked response"))?;
                 reusable &= now == avail;
                 (now, (!c.done()).then_some(Body::Chunked(c)))
@@ -410,7 +413,6 @@ impl Proxy {
             None => {}
             Some(Body::Length(n)) => copy_exact(&mut up, client, n, &mut io.up).await.map_err(drop)?,
             Some(Body::Chunked(mut c)) => loop {
-                io.up.resize(BUF, 0);
                 let n = up.read(&mut io.up[..]).await.map_err(drop)?;
                 if n == 0 {
                     return Err(());
@@ -425,7 +427,6 @@ impl Proxy {
                 }
             },
             Some(Body::UntilClose) => loop {
-                io.up.resize(BUF, 0);
                 let n = up.read(&mut io.up[..]).await.map_err(drop)?;
                 if n == 0 {
                     break;
@@ -479,6 +480,12 @@ enum Body {
     UntilClose,
 }
 
+/// Where an exchange with the upstream failed.
+enum Stage {
+    Send(std::io::Error),
+    Head(HeadError),
+}
+
 enum HeadError {
     /// EOF before a complete head.
     Closed,
@@ -499,6 +506,9 @@ async fn read_response_head(
 ) -> Result<(u16, Framing, bool, usize), HeadError> {
     let mut filled = 0;
     let mut seen_any = false;
+    if io.up.len() < BUF {
+        io.up.resize(BUF, 0);
+    }
     loop {
         if filled == io.up.len() {
             if io.up.len() >= MAX_RESPONSE_HEAD {
@@ -534,7 +544,7 @@ async fn read_response_head(
             let close = client_close || resp.framing == Framing::UntilClose;
             head::write_client(&mut io.out, &resp, close);
             let r = (resp.status, resp.framing, resp.reusable, resp.len);
-            io.up.truncate(filled);
+            io.filled = filled;
             return Ok(r);
         }
     }

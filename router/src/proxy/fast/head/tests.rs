@@ -1,7 +1,7 @@
 use super::*;
 
 fn parse(raw: &str) -> Option<(String, String, Option<String>, u64, bool, usize)> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = request_storage();
     match parse_request(raw.as_bytes(), &mut storage) {
         Parsed::Request(r) => Some((
             r.method.to_string(),
@@ -26,7 +26,7 @@ fn plain_requests_are_taken() {
 
 #[test]
 fn incomplete_heads_are_partial() {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = request_storage();
     assert!(matches!(parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut storage), Parsed::Partial));
 }
 
@@ -68,7 +68,7 @@ fn too_many_headers_go_to_hyper() {
 }
 
 fn upstream_head(raw: &str, up: Upstream<'_>) -> String {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = request_storage();
     let Parsed::Request(req) = parse_request(raw.as_bytes(), &mut storage) else { panic!("not taken: {raw:?}") };
     let mut out = Vec::new();
     write_upstream(&mut out, &req, &up);
@@ -76,7 +76,7 @@ fn upstream_head(raw: &str, up: Upstream<'_>) -> String {
 }
 
 fn up(host: &'static str, base: &'static str, path: &'static str) -> Upstream<'static> {
-    Upstream { client_ip: "10.1.2.3".parse().expect("ip"), local_port: 9999, host, base, path }
+    Upstream { client_ip: "10.1.2.3", client_v6: false, local_port: "9999", host, base, path }
 }
 
 #[test]
