@@ -101,11 +101,16 @@ nginx_conf "$work/proxy" "upstream backend { server 127.0.0.1:$backend_port; kee
   server { listen 127.0.0.1:$nginx_port; location / {
     proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" >"$work/proxy/nginx.conf"
 taskset -c "$SERVER_CORE" nginx -p "$work/backend" -c "$work/backend/nginx.conf" -e "$work/backend/error.log" &
+backend_master=$!
 pids+=($!)
 taskset -c "$SERVER_CORE" nginx -p "$work/proxy" -c "$work/proxy/nginx.conf" -e "$work/proxy/error.log" &
+proxy_master=$!
 pids+=($!)
 wait_for 10 curl -sf "http://127.0.0.1:$backend_port/index.html"
 wait_for 10 curl -sf "http://127.0.0.1:$nginx_port/index.html"
+# The processes that do the work (for CPU time per request).
+backend_worker=$(pgrep -P "$backend_master" | head -n1)
+proxy_worker=$(pgrep -P "$proxy_master" | head -n1)
 
 # --- router ---------------------------------------------------------------
 router_port=$(free_port)
@@ -161,19 +166,32 @@ request = function()
   return wrk.format("GET", "/index.html", { Host = "h" .. i .. ".bench" })
 end
 EOF
-# Prints "req/s p99_ms" for a URL; $2 hosts to cycle through.
+# CPU time (user + system) of a process so far, in clock ticks.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+# Prints "req/s p99_ms cpu_us" for a URL; $2 hosts to cycle through; $3 the
+# process whose CPU time per request is reported (the proxy, or the backend
+# for the direct runs): a figure that the machine's noise moves far less
+# than req/s, since it does not count time spent waiting for the core.
 measure() {
-  local out
+  local out before after
+  before=$(ticks "$3")
   out=$(BENCH_HOSTS=$2 taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
     -s "$work/hosts.lua" "$1/index.html")
+  after=$(ticks "$3")
   if grep -q "Non-2xx" <<<"$out"; then echo "load.sh: non-2xx answers from $1:" >&2; echo "$out" >&2; return 1; fi
-  awk '
+  awk -v ticks=$((after - before)) -v tick_us="$tick_us" '
     /Requests\/sec:/ { rps = $2 }
+    / requests in / { n = $1 }
     $1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
                   p99 = (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v }
-    END { printf "%.0f %.2f\n", rps, p99 }' <<<"$out"
+    END { printf "%.0f %.2f %.2f\n", rps, p99, ticks * tick_us / n }' <<<"$out"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# Appends the ratio of the last lines' req/s of two files to a third: two
+# paths measured back to back in one round, so slow phases of the machine
+# hit both.
+round_ratio() { ratio "$(tail -n1 "$1" | cut -d' ' -f1)" "$(tail -n1 "$2" | cut -d' ' -f1)" >>"$3"; echo >>"$3"; }
 
 # Runs every measurement $ROUNDS times, interleaved, and keeps the median
 # (by req/s) of each: other work on the machine comes and goes, and
@@ -182,15 +200,17 @@ median() { sort -n | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
 rss_mb() { awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$router_pid/status"; }
 
 echo "measuring: wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, servers on core $SERVER_CORE, wrk on core $CLIENT_CORE" >&2
-: >"$work/direct" >"$work/router" >"$work/nginx"
+: >"$work/direct" >"$work/router" >"$work/nginx" >"$work/router_vs_nginx"
 for ((r = 1; r <= ROUNDS; r++)); do
-  measure "http://127.0.0.1:$backend_port" 1 >>"$work/direct"
-  measure "http://127.0.0.1:$router_port" 1 >>"$work/router"
-  measure "http://127.0.0.1:$nginx_port" 1 >>"$work/nginx"
+  measure "http://127.0.0.1:$backend_port" 1 "$backend_worker" >>"$work/direct"
+  measure "http://127.0.0.1:$router_port" 1 "$router_pid" >>"$work/router"
+  measure "http://127.0.0.1:$nginx_port" 1 "$proxy_worker" >>"$work/nginx"
+  round_ratio "$work/router" "$work/nginx" "$work/router_vs_nginx"
 done
-read -r direct_rps direct_p99 <<<"$(median <"$work/direct")"
-read -r router_rps router_p99 <<<"$(median <"$work/router")"
-read -r nginx_rps nginx_p99 <<<"$(median <"$work/nginx")"
+read -r direct_rps direct_p99 direct_cpu <<<"$(median <"$work/direct")"
+read -r router_rps router_p99 router_cpu <<<"$(median <"$work/router")"
+read -r nginx_rps nginx_p99 nginx_cpu <<<"$(median <"$work/nginx")"
+router_vs_nginx=$(median <"$work/router_vs_nginx")
 rss_1=$(rss_mb)
 
 echo "registering $HOSTS services..." >&2
@@ -202,30 +222,39 @@ wait_for 10 curl -sf -H "Host: h$((HOSTS - 1)).bench" "http://127.0.0.1:$router_
 rss_big_idle=$(rss_mb)
 # The first pass over $HOSTS hosts is reported apart: it includes what the
 # router does once per route (e.g. creating per-route metric series).
-read -r cold_rps cold_p99 <<<"$(measure "http://127.0.0.1:$router_port" "$HOSTS")"
-: >"$work/big" >"$work/big1" >"$work/direct2"
+read -r cold_rps cold_p99 cold_cpu <<<"$(measure "http://127.0.0.1:$router_port" "$HOSTS" "$router_pid")"
+: >"$work/big" >"$work/big1" >"$work/direct2" >"$work/spread_vs_one"
 for ((r = 1; r <= ROUNDS; r++)); do
-  measure "http://127.0.0.1:$router_port" "$HOSTS" >>"$work/big"
-  measure "http://127.0.0.1:$router_port" 1 >>"$work/big1"
-  measure "http://127.0.0.1:$backend_port" 1 >>"$work/direct2"
+  measure "http://127.0.0.1:$router_port" "$HOSTS" "$router_pid" >>"$work/big"
+  measure "http://127.0.0.1:$router_port" 1 "$router_pid" >>"$work/big1"
+  round_ratio "$work/big" "$work/big1" "$work/spread_vs_one"
+  measure "http://127.0.0.1:$backend_port" 1 "$backend_worker" >>"$work/direct2"
 done
-read -r big_rps big_p99 <<<"$(median <"$work/big")"
-read -r big1_rps big1_p99 <<<"$(median <"$work/big1")"
-read -r direct2_rps direct2_p99 <<<"$(median <"$work/direct2")"
+read -r big_rps big_p99 big_cpu <<<"$(median <"$work/big")"
+read -r big1_rps big1_p99 big1_cpu <<<"$(median <"$work/big1")"
+read -r direct2_rps direct2_p99 direct2_cpu <<<"$(median <"$work/direct2")"
+spread_vs_one=$(median <"$work/spread_vs_one")
 rss_big=$(rss_mb)
+for f in direct router nginx big big1 direct2; do
+  echo "rounds $f (req/s p99 cpu): $(tr '\n' ';' <"$work/$f")" >&2
+done
 
 cat <<EOF
 wrk -t1 -c$CONNECTIONS -d$DURATION, median of $ROUNDS interleaved rounds; backend, router and proxy nginx on core $SERVER_CORE, wrk on core $CLIENT_CORE
 
-| path | req/s | p99 (ms) | ratio |
-| --- | ---: | ---: | --- |
-| direct to nginx serving a 100-byte file | $direct_rps | $direct_p99 | 1.00 of direct |
-| through the router (1 host) | $router_rps | $router_p99 | $(ratio "$router_rps" "$direct_rps") of direct |
-| through nginx (keepalive upstream) | $nginx_rps | $nginx_p99 | $(ratio "$nginx_rps" "$direct_rps") of direct |
-| through the router, $HOSTS hosts, first pass | $cold_rps | $cold_p99 | $(ratio "$cold_rps" "$router_rps") of the 1-host router |
-| through the router, $HOSTS hosts (requests spread over all) | $big_rps | $big_p99 | $(ratio "$big_rps" "$router_rps") of the 1-host router |
-| through the router, $HOSTS hosts loaded, requests to one | $big1_rps | $big1_p99 | $(ratio "$big1_rps" "$router_rps") of the 1-host router |
-| direct again (drift check) | $direct2_rps | $direct2_p99 | $(ratio "$direct2_rps" "$direct_rps") of the first direct |
+| path | req/s | p99 (ms) | ratio | CPU per request |
+| --- | ---: | ---: | --- | ---: |
+| direct to nginx serving a 100-byte file | $direct_rps | $direct_p99 | 1.00 of direct | $direct_cpu us (backend) |
+| through the router (1 host) | $router_rps | $router_p99 | $(ratio "$router_rps" "$direct_rps") of direct | $router_cpu us (router) |
+| through nginx (keepalive upstream) | $nginx_rps | $nginx_p99 | $(ratio "$nginx_rps" "$direct_rps") of direct | $nginx_cpu us (nginx) |
+| through the router, $HOSTS hosts, first pass | $cold_rps | $cold_p99 | $(ratio "$cold_rps" "$router_rps") of the 1-host router | $cold_cpu us |
+| through the router, $HOSTS hosts (requests spread over all) | $big_rps | $big_p99 | $(ratio "$big_rps" "$router_rps") of the 1-host router | $big_cpu us |
+| through the router, $HOSTS hosts loaded, requests to one | $big1_rps | $big1_p99 | $(ratio "$big1_rps" "$router_rps") of the 1-host router | $big1_cpu us |
+| direct again (drift check) | $direct2_rps | $direct2_p99 | $(ratio "$direct2_rps" "$direct_rps") of the first direct | $direct2_cpu us |
+
+Same-round ratios (median over the rounds): router / nginx $router_vs_nginx;
+$HOSTS hosts spread / requests to one host $spread_vs_one.
+CPU per request, router / nginx: $(ratio "$router_cpu" "$nginx_cpu").
 
 router RSS: $rss_1 MB with 1 service; $rss_big_idle MB with $HOSTS services loaded; $rss_big MB after the $HOSTS-host runs
 EOF

@@ -5,7 +5,6 @@
 //! counted here. Rendering walks the current table.
 
 use std::fmt::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use router::routes::Table;
@@ -27,7 +26,7 @@ impl Metrics {
     /// route and status. Only routes in `table` are shown: a route that left
     /// the table takes its series with it, and starts from 0 if it returns.
     pub fn render(&self, table: &Table, out: &mut String) {
-        let mut rows: Vec<(&str, String, u16, Arc<Series>)> = Vec::new();
+        let mut rows: Vec<(&str, String, u16, &Series)> = Vec::new();
         for (service, route, stats) in table
             .routes()
             .iter()

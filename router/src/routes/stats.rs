@@ -6,15 +6,14 @@
 //!
 //! Status codes get a few lazily created slots (most routes only ever see one
 //! or two codes), so 10,000 idle routes cost 10,000 small slot arrays rather
-//! than 10,000 histograms. A slot is claimed with one compare-and-swap the
-//! first time its code is seen; a route that sees more distinct codes than
-//! there are slots chains another block the same way.
+//! than 10,000 histograms. A slot is a `OnceLock`: reading it is one atomic
+//! load, and the first request with a new code claims a free one; a route
+//! that sees more distinct codes than there are slots chains another block
+//! the same way.
 
-use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use arc_swap::ArcSwapOption;
 
 /// Upper bounds of the latency histogram, in seconds.
 pub const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -64,8 +63,8 @@ impl Series {
 /// Every status a route has answered with, and its counters.
 #[derive(Debug, Default)]
 pub struct RouteStats {
-    slots: [ArcSwapOption<Series>; SLOTS],
-    more: ArcSwapOption<RouteStats>,
+    slots: [OnceLock<Box<Series>>; SLOTS],
+    more: OnceLock<Box<RouteStats>>,
 }
 
 impl RouteStats {
@@ -73,34 +72,22 @@ impl RouteStats {
     /// `status`.
     pub fn observe(&self, status: u16, elapsed: Duration) {
         for slot in &self.slots {
-            loop {
-                if let Some(s) = &*slot.load() {
-                    if s.status != status {
-                        break;
-                    }
-                    s.observe(elapsed);
-                    return;
-                }
-                // A free slot: claim it, then look again (at ours, or at what
-                // a concurrent request put there first).
-                slot.compare_and_swap(&None::<Arc<Series>>, Some(Arc::new(Series::new(status))));
+            // A free slot is claimed for this status, unless a concurrent
+            // request claims it first (for its status or the same one).
+            let s = slot.get_or_init(|| Box::new(Series::new(status)));
+            if s.status == status {
+                s.observe(elapsed);
+                return;
             }
         }
-        if self.more.load().is_none() {
-            self.more.compare_and_swap(&None::<Arc<RouteStats>>, Some(Arc::new(RouteStats::default())));
-        }
-        if let Some(more) = &*self.more.load() {
-            more.observe(status, elapsed);
-        }
+        self.more.get_or_init(Box::default).observe(status, elapsed);
     }
 
     /// The series seen so far, in the order their statuses first appeared.
-    pub fn series(&self) -> Vec<Arc<Series>> {
-        let mut out: Vec<Arc<Series>> = self.slots.iter().filter_map(|s| s.load_full()).collect();
-        let mut next = self.more.load_full();
-        while let Some(block) = next {
-            out.extend(block.slots.iter().filter_map(|s| s.load_full()));
-            next = block.more.load_full();
+    pub fn series(&self) -> Vec<&Series> {
+        let mut out: Vec<&Series> = self.slots.iter().filter_map(|s| s.get().map(|b| &**b)).collect();
+        if let Some(more) = self.more.get() {
+            out.extend(more.series());
         }
         out
     }
@@ -152,10 +139,10 @@ mod tests {
 
     #[test]
     fn concurrent_first_hits_make_one_series_per_status() {
-        let s = Arc::new(RouteStats::default());
+        let s = std::sync::Arc::new(RouteStats::default());
         let threads: Vec<_> = (0..4)
             .map(|_| {
-                let s = s.clone();
+                let s = std::sync::Arc::clone(&s);
                 std::thread::spawn(move || {
                     for i in 0..1000u16 {
                         s.observe(200 + i % 7, Duration::from_micros(5));

@@ -99,15 +99,21 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Host (or wildcard suffix) -> its run of routes. Hashed with foldhash
+/// rather than SipHash: a lookup hashes the request's Host on every request,
+/// and the keys come from Consul, not from clients, so flooding one bucket
+/// is not something a client can do.
+type HostMap = HashMap<Box<str>, Range<usize>, foldhash::fast::RandomState>;
+
 /// The immutable routing table.
 #[derive(Debug, Default)]
 pub struct Table {
     /// Sorted by host, then path descending.
     routes: Vec<Route>,
     /// Exact host -> its run in `routes`.
-    exact: HashMap<Box<str>, Range<usize>>,
+    exact: HostMap,
     /// `example.com` for `*.example.com` -> its run.
-    wildcard: HashMap<Box<str>, Range<usize>>,
+    wildcard: HostMap,
     /// The host-less routes' run.
     any: Range<usize>,
 }
