@@ -17,7 +17,7 @@ pub use options::{HostHeader, Proto, Redirect, RouteOptions};
 pub use table::{Problem, Route, Table, Target};
 
 /// One healthy instance as discovery sees it (already filtered: all checks passing).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Instance {
     pub service: String,
     /// The Consul service ID.
