@@ -155,6 +155,12 @@ async fn serve_raw(mut s: TcpStream) {
     }
 }
 
+/// POST through the proxy to the raw backend.
+async fn post(router: &Router, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    let url = format!("http://{}{path}", router.proxy);
+    router.http.post(url).header("host", HOST).body(body).send().await.expect("answer")
+}
+
 async fn setup() -> (ConsulAgent, RawBackend, Router) {
     let consul = ConsulAgent::start().await.expect("consul starts");
     let backend = RawBackend::start().await;
@@ -182,14 +188,7 @@ async fn bodies_pass_through_in_every_framing() {
     assert!(r.bytes().await.expect("no body").is_empty());
     // Request bodies of every size come back whole.
     for n in [1, 16_000, 2_000_000] {
-        let r = router
-            .http
-            .post(format!("http://{}/echo", router.proxy))
-            .header("host", HOST)
-            .body(pattern(n))
-            .send()
-            .await
-            .expect("answer");
+        let r = post(&router, "/echo", pattern(n)).await;
         assert_eq!(r.status().as_u16(), 200);
         assert!(r.bytes().await.expect("body")[..] == pattern(n)[..], "echo of {n} bytes");
     }
@@ -212,14 +211,7 @@ async fn a_pooled_connection_the_backend_closed_is_replaced() {
         tokio::time::sleep(Duration::from_millis(120)).await;
     }
     // Not only retryable requests: a POST finds the closed connection too.
-    let r = router
-        .http
-        .post(format!("http://{}/short-lived", router.proxy))
-        .header("host", HOST)
-        .body("x")
-        .send()
-        .await
-        .expect("answer");
+    let r = post(&router, "/short-lived", "x").await;
     assert_eq!(r.status().as_u16(), 200);
 }
 
@@ -234,14 +226,7 @@ async fn a_request_on_a_connection_closed_under_it_is_resent_if_idempotent() {
     assert!(backend.connections() - before >= 4, "each GET after the first needed a new connection");
     // A POST may have been acted on before the close: not sent twice.
     assert_eq!(router.fetch(HOST, "/drop-second").await.0, 200, "pools a connection");
-    let r = router
-        .http
-        .post(format!("http://{}/drop-second", router.proxy))
-        .header("host", HOST)
-        .body("x")
-        .send()
-        .await
-        .expect("answer");
+    let r = post(&router, "/drop-second", "x").await;
     assert_eq!(r.status().as_u16(), 502);
 }
 
