@@ -21,6 +21,9 @@ const RESOLUTION: f64 = 1000.0;
 #[derive(Debug, Default)]
 pub struct Picker {
     wheel: Box<[u32]>,
+    /// `wheel[0]`, kept inline: with one slot (most routes) a pick reads no
+    /// heap memory and writes no counter.
+    first: u32,
     next: AtomicUsize,
 }
 
@@ -30,8 +33,8 @@ impl Picker {
     pub fn new(weights: &[f64]) -> Picker {
         // The common case: every target alike, one slot each.
         if weights.first().is_some_and(|&w| w > 0.0 && weights.iter().all(|&x| x == w)) {
-            let wheel = (0..weights.len() as u32).collect();
-            return Picker { wheel, next: AtomicUsize::new(0) };
+            let wheel: Box<[u32]> = (0..weights.len() as u32).collect();
+            return Picker::from_wheel(wheel);
         }
         // Finer resolution for many targets so small shares do not vanish.
         let scale = RESOLUTION.max(weights.len() as f64 * 10.0);
@@ -42,7 +45,11 @@ impl Picker {
             return Picker::default();
         }
         let slots: Vec<u64> = slots.iter().map(|s| s / g).collect();
-        Picker { wheel: stride_schedule(&slots).into_boxed_slice(), next: AtomicUsize::new(0) }
+        Picker::from_wheel(stride_schedule(&slots).into_boxed_slice())
+    }
+
+    fn from_wheel(wheel: Box<[u32]>) -> Picker {
+        Picker { first: wheel.first().copied().unwrap_or(0), wheel, next: AtomicUsize::new(0) }
     }
 
     /// Length of the wheel; 0 when no target can be picked.
@@ -60,6 +67,10 @@ impl Picker {
         let n = self.wheel.len();
         if n == 0 {
             return None;
+        }
+        if n == 1 {
+            let t = self.first as usize;
+            return (!exclude.contains(&t)).then_some(t);
         }
         let start = match strategy {
             Strategy::Rr => self.next.fetch_add(1, AtomicOrdering::Relaxed) % n,

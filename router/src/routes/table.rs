@@ -50,6 +50,11 @@ pub struct Target {
     /// connects to it without a resolver. None for https or a host name.
     #[serde(skip)]
     pub addr: Option<SocketAddr>,
+    /// The URL's own path is `/`: nothing to put before the request path
+    /// (known without reading the URL, a cache miss per request in a large
+    /// table).
+    #[serde(skip)]
+    pub root_path: bool,
 }
 
 /// The address of `url` when it is `http://IP:port/...`.
@@ -398,6 +403,7 @@ impl<'a> Builder<'a> {
                     service: p.service,
                     instance_id: p.instance_id,
                     addr: plain_http_addr(&p.url),
+                    root_path: matches!(p.url.path(), "" | "/"),
                     url: p.url,
                     weight,
                     tags: p.tags,

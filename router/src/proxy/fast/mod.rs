@@ -230,7 +230,7 @@ impl Proxy {
                     client_v6: conn.peer.is_ipv6(),
                     local_port: &io.local_port,
                     host: host_out,
-                    base: target.url.path().trim_end_matches('/'),
+                    base: if target.root_path { "" } else { target.url.path().trim_end_matches('/') },
                     path: &path,
                 },
             );
