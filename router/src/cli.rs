@@ -58,6 +58,13 @@ pub struct Cli {
     #[arg(long, env = "ROUTER_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
 
+    /// How long a client has to send each request's headers, counted from
+    /// when the connection is ready for a request (idle keep-alive time
+    /// included); then the connection is closed. Guards against clients that
+    /// hold connections open without sending (slowloris).
+    #[arg(long, env = "ROUTER_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
     /// On SIGTERM/SIGINT: how long in-flight requests may still run after the
     /// listeners close.
     #[arg(long, env = "ROUTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]

@@ -81,6 +81,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         pool: proxy::fast::Pool::new(256, proxy::fast::IDLE_TIMEOUT),
         connect_timeout: cli.connect_timeout,
+        header_timeout: cli.header_timeout,
     });
     let sweeper = proxy.clone();
     tokio::spawn(async move {
@@ -111,7 +112,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         admin_listener,
         move |stream, conn, drain| {
             let a = admin.clone();
-            serve::hyper_conn(stream, conn, move |req, c| a.clone().handle(req, c), drain)
+            serve::hyper_conn(stream, conn, move |req, c| a.clone().handle(req, c), drain, serve::ADMIN_HEADER_TIMEOUT)
         },
         stop_rx,
         cli.shutdown_grace,

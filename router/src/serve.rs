@@ -31,8 +31,9 @@ pub fn full(b: impl Into<Bytes>) -> RespBody {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
 }
 
-/// Longest time a client may take to send a request's headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest time the admin listener gives a client to send a request's
+/// headers (the proxy's is `--header-timeout`).
+pub const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -107,9 +108,9 @@ pub async fn serve<H, Fut>(
 }
 
 /// Serves one connection with hyper (HTTP/1.1 or h2c, upgrades allowed),
-/// calling `handler` per request. On stop, hyper finishes the requests in
-/// flight and closes.
-pub async fn hyper_conn<I, H, Fut>(io: I, conn: Conn, handler: H, mut drain: Drain)
+/// calling `handler` per request; a client gets `header_timeout` for each
+/// request head. On stop, hyper finishes the requests in flight and closes.
+pub async fn hyper_conn<I, H, Fut>(io: I, conn: Conn, handler: H, mut drain: Drain, header_timeout: Duration)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>, Conn) -> Fut + Clone + Send + Sync + 'static,
@@ -118,7 +119,7 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A client that never finishes its request headers (slowloris) is cut
     // off instead of holding a connection forever.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
     builder.http2().timer(TokioTimer::new());
     let svc = service_fn(move |req| {
         let h = handler.clone();

@@ -162,10 +162,14 @@ async fn post(router: &Router, path: &str, body: impl Into<reqwest::Body>) -> re
 }
 
 async fn setup() -> (ConsulAgent, RawBackend, Router) {
+    setup_with(&[]).await
+}
+
+async fn setup_with(router_args: &[&str]) -> (ConsulAgent, RawBackend, Router) {
     let consul = ConsulAgent::start().await.expect("consul starts");
     let backend = RawBackend::start().await;
     register(&consul.client(), "raw1", "raw", backend.port, &[&format!("urlprefix-{HOST}/")]).await;
-    let router = Router::start(&consul, &[]).await;
+    let router = Router::start(&consul, router_args).await;
     router.wait_status(HOST, "/len?n=1", 200, T).await;
     (consul, backend, router)
 }
@@ -308,4 +312,45 @@ async fn a_connection_that_turns_to_another_protocol_is_handed_over_intact() {
     let mut back = [0u8; 4];
     tokio::time::timeout(T, s.read_exact(&mut back)).await.expect("echo in time").expect("echo");
     assert_eq!(&back, b"ping");
+}
+
+/// Whether the router closes `s` within `within` (read returns EOF).
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut rest = Vec::new();
+    matches!(tokio::time::timeout(within, s.read_to_end(&mut rest)).await, Ok(Ok(_)))
+}
+
+#[tokio::test]
+async fn clients_get_the_header_timeout_for_each_head_idle_time_included() {
+    let (_consul, _backend, router) = setup_with(&["--header-timeout", "400ms"]).await;
+    let within = Duration::from_secs(3);
+    // Connected and silent.
+    let mut silent = TcpStream::connect(router.proxy).await.expect("connect");
+    assert!(closed_within(&mut silent, within).await, "a silent connection is closed");
+    // A head that never ends (slowloris).
+    let mut slow = TcpStream::connect(router.proxy).await.expect("connect");
+    slow.write_all(b"GET /len?n=1 HTTP/1.1\r\nHost: ").await.expect("write");
+    assert!(closed_within(&mut slow, within).await, "an unfinished head is cut off");
+    // Idle after a request on a kept-alive connection.
+    let mut idle = TcpStream::connect(router.proxy).await.expect("connect");
+    idle.write_all(format!("GET /len?n=2 HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes()).await.expect("write");
+    let (_, body) = read_response(&mut idle).await;
+    assert_eq!(body, pattern(2));
+    assert!(closed_within(&mut idle, within).await, "an idle kept-alive connection is closed");
+    // A head sent in pieces within the time is served.
+    let mut pieces = TcpStream::connect(router.proxy).await.expect("connect");
+    for part in ["GET /len?n=3 HTTP/1.1\r\n", &format!("Host: {HOST}\r\n"), "\r\n"] {
+        pieces.write_all(part.as_bytes()).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (head, body) = read_response(&mut pieces).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, pattern(3));
+    // ... and the timer starts again for the next head: the connection
+    // stays open well past 400 ms from its start while requests come.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pieces.write_all(format!("GET /len?n=1 HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes()).await.expect("write");
+        assert_eq!(read_response(&mut pieces).await.1, pattern(1));
+    }
 }

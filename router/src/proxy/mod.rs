@@ -39,6 +39,8 @@ pub struct Proxy {
     /// Idle upstream connections of the fast path.
     pub pool: fast::Pool,
     pub connect_timeout: Duration,
+    /// How long a client has for each request head, idle time included.
+    pub header_timeout: Duration,
 }
 
 /// Attempts per request: the first target and one retry elsewhere.

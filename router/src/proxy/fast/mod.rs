@@ -24,19 +24,20 @@ mod rewind;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 pub use pool::Pool;
 
 use super::{MAX_ATTEMPTS, Proxy, RouteName, headers, idempotent_name};
 use crate::routes::{HostHeader, Route};
-use crate::serve::{Conn, Drain, HEADER_READ_TIMEOUT, hyper_conn};
+use crate::serve::{Conn, Drain, hyper_conn};
 use chunked::Chunked;
 use head::{Framing, MAX_HEADERS, Parsed};
 
@@ -54,17 +55,20 @@ const COALESCE: usize = 4 * 1024;
 /// qualify, then hyper.
 pub async fn serve_conn(proxy: Arc<Proxy>, mut stream: TcpStream, conn: Conn, mut drain: Drain) {
     let mut buf = BytesMut::with_capacity(BUF);
+    // One timer for the connection's life, moved on for each request head.
+    let head_timer = tokio::time::sleep(proxy.header_timeout);
+    tokio::pin!(head_timer);
     let mut io = Scratch {
         client_ip: conn.peer.ip().to_string(),
         local_port: conn.local.port().to_string(),
         ..Scratch::default()
     };
-    match proxy.run(&mut stream, &mut buf, conn, &mut drain, &mut io).await {
+    match proxy.run(&mut stream, &mut buf, conn, &mut drain, &mut io, head_timer).await {
         End::Close => {}
         End::HandOff => {
             let p = proxy.clone();
             let io = rewind::Rewind::new(buf.freeze(), stream);
-            hyper_conn(io, conn, move |req, c| p.clone().handle(req, c), drain).await;
+            hyper_conn(io, conn, move |req, c| p.clone().handle(req, c), drain, proxy.header_timeout).await;
         }
     }
 }
@@ -127,8 +131,14 @@ impl Proxy {
         conn: Conn,
         drain: &mut Drain,
         io: &mut Scratch,
+        mut head_timer: Pin<&mut Sleep>,
     ) -> End {
         loop {
+            // A client has --header-timeout for each request head, idle
+            // time before it included (as hyper counts it): a connection
+            // that sends nothing, or a head byte by byte (slowloris), is
+            // closed. Moving the deadline later costs no timer-wheel work.
+            head_timer.as_mut().reset(Instant::now() + self.header_timeout);
             if buf.is_empty() {
                 // Idle between requests: a stop closes the connection now.
                 if drain.stopping() {
@@ -141,9 +151,9 @@ impl Proxy {
                         Ok(_) => {}
                     },
                     _ = drain.stopped() => return End::Close,
+                    _ = head_timer.as_mut() => return End::Close,
                 }
             }
-            let deadline = Instant::now() + HEADER_READ_TIMEOUT;
             loop {
                 let mut storage = head::request_storage();
                 match head::parse_request(buf, &mut storage) {
@@ -165,9 +175,12 @@ impl Proxy {
                     }
                 }
                 buf.reserve(BUF);
-                match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => return End::Close,
+                tokio::select! {
+                    r = stream.read_buf(buf) => match r {
+                        Ok(n) if n > 0 => {}
+                        _ => return End::Close,
+                    },
+                    _ = head_timer.as_mut() => return End::Close,
                 }
             }
         }
