@@ -79,6 +79,10 @@ pub struct Route {
     pub opts: RouteOptions,
     #[serde(skip)]
     picker: Picker,
+    /// `path` is `/`: it matches every request path without reading the
+    /// route's path from the heap (a cache miss per request in a large table).
+    #[serde(skip)]
+    path_root: bool,
     /// Request counters, kept across table rebuilds while the route's host,
     /// path and services stay the same.
     #[serde(skip)]
@@ -108,7 +112,63 @@ pub struct Problem {
 /// rather than SipHash: a lookup hashes the request's Host on every request,
 /// and the keys come from Consul, not from clients, so flooding one bucket
 /// is not something a client can do.
-type HostMap = HashMap<Box<str>, Range<usize>, foldhash::fast::RandomState>;
+type HostMap = HashMap<HostKey, Range<usize>, foldhash::fast::RandomState>;
+
+/// Longest host kept inside a [`HostKey`].
+const INLINE_HOST: usize = 30;
+
+/// A host as a map key, kept inside the map's slot when it is short (most
+/// are), so that comparing it during a lookup reads no other memory: with
+/// 10,000 hosts every such read is a cache miss.
+#[derive(Debug, Clone)]
+enum HostKey {
+    Inline { len: u8, bytes: [u8; INLINE_HOST] },
+    Heap(Box<str>),
+}
+
+impl HostKey {
+    fn as_str(&self) -> &str {
+        match self {
+            // Built from a &str, cut at its length: always UTF-8.
+            HostKey::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            HostKey::Heap(s) => s,
+        }
+    }
+}
+
+impl From<&str> for HostKey {
+    fn from(s: &str) -> Self {
+        match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= INLINE_HOST => {
+                let mut bytes = [0; INLINE_HOST];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                HostKey::Inline { len, bytes }
+            }
+            _ => HostKey::Heap(s.into()),
+        }
+    }
+}
+
+// Hashed and compared as the str it holds, as `Borrow<str>` requires.
+impl std::hash::Hash for HostKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl PartialEq for HostKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for HostKey {}
+
+impl std::borrow::Borrow<str> for HostKey {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
 
 /// The immutable routing table.
 #[derive(Debug, Default)]
@@ -201,7 +261,9 @@ impl Table {
     }
 
     fn longest_prefix(&self, run: &Range<usize>, path: &str) -> Option<&Route> {
-        self.routes[run.clone()].iter().find(|r| path.starts_with(r.path.as_str()))
+        self.routes[run.clone()]
+            .iter()
+            .find(|r| (r.path_root && path.starts_with('/')) || path.starts_with(r.path.as_str()))
     }
 }
 
@@ -411,6 +473,7 @@ impl<'a> Builder<'a> {
                 .collect();
             routes.push(Route {
                 host,
+                path_root: path == "/",
                 path,
                 service,
                 targets,

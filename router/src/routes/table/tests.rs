@@ -626,3 +626,22 @@ fn plain_http_targets_carry_their_socket_address() {
     assert_eq!(addr("https://10.0.0.1:8443/"), None, "TLS goes through hyper");
     assert_eq!(addr("http://node-a.consul:8080/"), None, "names need a resolver");
 }
+
+#[test]
+fn host_keys_inline_or_not_behave_as_their_str() {
+    use std::borrow::Borrow;
+    let long = "a-rather-long-host-name-beyond-the-inline-room.example.com";
+    for h in ["", "a", "app.example.com", &"x".repeat(INLINE_HOST), &"y".repeat(INLINE_HOST + 1), long] {
+        let k = HostKey::from(h);
+        assert_eq!(k.as_str(), h);
+        let b: &str = k.borrow();
+        assert_eq!(b, h);
+        assert_eq!(matches!(k, HostKey::Inline { .. }), h.len() <= INLINE_HOST, "{h}");
+    }
+    let mut m: HostMap = HostMap::default();
+    m.insert(HostKey::from("short.example.com"), 0..1);
+    m.insert(HostKey::from(long), 1..2);
+    assert_eq!(m.get("short.example.com"), Some(&(0..1)));
+    assert_eq!(m.get(long), Some(&(1..2)));
+    assert_eq!(m.get("other.example.com"), None);
+}
