@@ -5,7 +5,9 @@
 #   2. through the router
 #   3. through nginx as a reverse proxy with a keepalive upstream
 #   4. through the router again with 10,000 host routes loaded (requests
-#      spread over all 10,000 hosts), and the router's RSS at that size.
+#      spread over all 10,000 hosts, and to one), each round also through a
+#      second router whose table holds only the one route, and the router's
+#      RSS at that size.
 # Each figure is also given as a ratio: to direct (2, 3) and to the 1-host
 # router figure (4).
 #
@@ -120,6 +122,15 @@ RUST_LOG=warn taskset -c "$SERVER_CORE" "$router_bin" --consul-addr "$consul_add
 router_pid=$!
 pids+=("$router_pid")
 admin=http://127.0.0.1:$admin_port
+# A second router that sees only service 0 (its tag prefix is on that
+# service alone): the 1-host figure measured in the same rounds as the
+# 10,000-host ones, so a slow phase of the machine hits both.
+solo_port=$(free_port)
+solo_admin_port=$(free_port)
+RUST_LOG=warn taskset -c "$SERVER_CORE" "$router_bin" --consul-addr "$consul_addr" --tag-prefix solo- \
+  --proxy-addr "127.0.0.1:$solo_port" --admin-addr "127.0.0.1:$solo_admin_port" >"$work/solo.log" 2>&1 &
+solo_pid=$!
+pids+=("$solo_pid")
 
 # Services live on $nodes external catalog nodes (no checks: routed), written
 # with Consul transactions of at most 64 operations, several at a time.
@@ -135,7 +146,7 @@ for i in range(first, last + 1):
     node = f"edge-load-{i % nodes}"
     ops.append({"Service": {"Verb": "set", "Node": node, "Service": {
         "ID": f"bench-{i}", "Service": f"bench-{i}", "Address": "127.0.0.1", "Port": port,
-        "Tags": [f"urlprefix-h{i}.bench/"]}}})
+        "Tags": [f"urlprefix-h{i}.bench/"] + (["solo-h0.bench/"] if i == 0 else [])}}})
     if len(ops) == 64:
         batches.append(ops); ops = []
 if ops:
@@ -154,6 +165,7 @@ curl -sf -X PUT "$consul_addr/v1/txn" -o /dev/null -d "$nodes_json"
 register 0 0
 wait_for 30 bash -c "[ \"\$(curl -sf $admin/api/status | jq -r .routes)\" -ge 1 ]"
 wait_for 10 curl -sf -H 'Host: h0.bench' "http://127.0.0.1:$router_port/index.html"
+wait_for 30 curl -sf -H 'Host: h0.bench' "http://127.0.0.1:$solo_port/index.html"
 
 # --- measurements ---------------------------------------------------------
 # Every run uses the same Lua request generator so the client does the same
@@ -229,19 +241,26 @@ rss_big_idle=$(rss_mb)
 # The first pass over $HOSTS hosts is reported apart: it includes what the
 # router does once per route (e.g. creating per-route metric series).
 read -r cold_rps cold_p99 cold_cpu <<<"$(measure "http://127.0.0.1:$router_port" "$HOSTS" "$router_pid")"
-: >"$work/big" >"$work/big1" >"$work/direct2" >"$work/spread_vs_one"
+: >"$work/big" >"$work/big1" >"$work/solo" >"$work/direct2" >"$work/spread_vs_one"
+: >"$work/spread_vs_solo" >"$work/one_vs_solo"
 for ((r = 1; r <= ROUNDS; r++)); do
+  measure "http://127.0.0.1:$solo_port" 1 "$solo_pid" >>"$work/solo"
   measure "http://127.0.0.1:$router_port" "$HOSTS" "$router_pid" >>"$work/big"
   measure "http://127.0.0.1:$router_port" 1 "$router_pid" >>"$work/big1"
   round_ratio "$work/big" "$work/big1" "$work/spread_vs_one"
+  round_ratio "$work/big" "$work/solo" "$work/spread_vs_solo"
+  round_ratio "$work/big1" "$work/solo" "$work/one_vs_solo"
   measure "http://127.0.0.1:$backend_port" 1 "$backend_worker" >>"$work/direct2"
 done
 read -r big_rps big_p99 big_cpu <<<"$(median <"$work/big")"
 read -r big1_rps big1_p99 big1_cpu <<<"$(median <"$work/big1")"
+read -r solo_rps solo_p99 solo_cpu <<<"$(median <"$work/solo")"
 read -r direct2_rps direct2_p99 direct2_cpu <<<"$(median <"$work/direct2")"
 spread_vs_one=$(median <"$work/spread_vs_one")
+spread_vs_solo=$(median <"$work/spread_vs_solo")
+one_vs_solo=$(median <"$work/one_vs_solo")
 rss_big=$(rss_mb)
-for f in direct router nginx big big1 direct2; do
+for f in direct router nginx solo big big1 direct2; do
   echo "rounds $f (req/s p99 cpu): $(tr '\n' ';' <"$work/$f")" >&2
 done
 
@@ -253,12 +272,15 @@ wrk -t1 -c$CONNECTIONS -d$DURATION, median of $ROUNDS interleaved rounds; backen
 | direct to nginx serving a 100-byte file | $direct_rps | $direct_p99 | 1.00 of direct | $direct_cpu us (backend) |
 | through the router (1 host) | $router_rps | $router_p99 | $(ratio "$router_rps" "$direct_rps") of direct | $router_cpu us (router) |
 | through nginx (keepalive upstream) | $nginx_rps | $nginx_p99 | $(ratio "$nginx_rps" "$direct_rps") of direct | $nginx_cpu us (nginx) |
+| a second router with only that 1 route, in the same rounds as the next two | $solo_rps | $solo_p99 | $(ratio "$solo_rps" "$router_rps") of the 1-host router | $solo_cpu us |
 | through the router, $HOSTS hosts, first pass | $cold_rps | $cold_p99 | $(ratio "$cold_rps" "$router_rps") of the 1-host router | $cold_cpu us |
 | through the router, $HOSTS hosts (requests spread over all) | $big_rps | $big_p99 | $(ratio "$big_rps" "$router_rps") of the 1-host router | $big_cpu us |
 | through the router, $HOSTS hosts loaded, requests to one | $big1_rps | $big1_p99 | $(ratio "$big1_rps" "$router_rps") of the 1-host router | $big1_cpu us |
 | direct again (drift check) | $direct2_rps | $direct2_p99 | $(ratio "$direct2_rps" "$direct_rps") of the first direct | $direct2_cpu us |
 
 Same-round ratios (median over the rounds): router / nginx $router_vs_nginx;
+$HOSTS hosts loaded, requests spread over all / the 1-route router $spread_vs_solo;
+$HOSTS hosts loaded, requests to one / the 1-route router $one_vs_solo;
 $HOSTS hosts spread / requests to one host $spread_vs_one.
 CPU per request, router / nginx: $(ratio "$router_cpu" "$nginx_cpu").
 
