@@ -14,7 +14,7 @@ pub mod table;
 pub mod tag;
 
 pub use options::{HostHeader, Proto, Redirect, RouteOptions};
-pub use table::{Problem, Route, Table, Target};
+pub use table::{FastFacts, Problem, Route, Table, Target};
 
 /// One healthy instance as discovery sees it (already filtered: all checks passing).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

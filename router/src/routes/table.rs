@@ -68,25 +68,63 @@ pub fn plain_http_addr(url: &Uri) -> Option<SocketAddr> {
 }
 
 /// Requests for one host and path prefix, and where they go.
+///
+/// `repr(C)` keeps the fields a request reads first, together at the front
+/// (with 10,000 routes every cache line a request touches is likely a miss).
 #[derive(Debug, Serialize)]
+#[repr(C)]
 pub struct Route {
-    /// Lower-cased; `""` for any host; `*.example.com` for a wildcard.
-    pub host: String,
-    pub path: String,
-    /// The services behind the route, sorted, comma-separated (usually one).
-    pub service: String,
-    pub targets: Vec<Target>,
-    pub opts: RouteOptions,
+    /// What the proxy's fast path reads instead of the options and targets.
     #[serde(skip)]
-    picker: Picker,
+    pub fast: FastFacts,
     /// `path` is `/`: it matches every request path without reading the
-    /// route's path from the heap (a cache miss per request in a large table).
+    /// route's path from the heap.
     #[serde(skip)]
     path_root: bool,
     /// Request counters, kept across table rebuilds while the route's host,
     /// path and services stay the same.
     #[serde(skip)]
     pub stats: Arc<RouteStats>,
+    #[serde(skip)]
+    picker: Picker,
+    pub targets: Vec<Target>,
+    /// Lower-cased; `""` for any host; `*.example.com` for a wildcard.
+    pub host: String,
+    pub path: String,
+    /// The services behind the route, sorted, comma-separated (usually one).
+    pub service: String,
+    pub opts: RouteOptions,
+}
+
+/// Facts about a route, worked out when the table is built, that let the
+/// proxy's fast path serve the usual route without reading its options or
+/// its targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastFacts {
+    /// Every target is `http://IP:port` and there is no redirect.
+    pub plain: bool,
+    /// No option changes the request or limits clients: no `strip=`,
+    /// `prepend=`, `host=`, `allow=` or `deny=`.
+    pub untouched: bool,
+    /// The only target, when there is exactly one: its address and whether
+    /// its URL path is the root.
+    pub single: Option<(SocketAddr, bool)>,
+}
+
+impl FastFacts {
+    fn of(targets: &[Target], opts: &RouteOptions) -> FastFacts {
+        let plain = opts.redirect.is_none() && !targets.is_empty() && targets.iter().all(|t| t.addr.is_some());
+        let untouched = opts.strip.is_none()
+            && opts.prepend.is_none()
+            && opts.host == super::HostHeader::Keep
+            && opts.allow.is_empty()
+            && opts.deny.is_empty();
+        let single = match targets {
+            [t] => t.addr.map(|a| (a, t.root_path)),
+            _ => None,
+        };
+        FastFacts { plain, untouched, single }
+    }
 }
 
 impl Route {
@@ -471,13 +509,15 @@ impl<'a> Builder<'a> {
                     tags: p.tags,
                 })
                 .collect();
+            let opts = pending.opts.map(|(o, _)| o).unwrap_or_default();
             routes.push(Route {
+                fast: FastFacts::of(&targets, &opts),
                 host,
                 path_root: path == "/",
                 path,
                 service,
                 targets,
-                opts: pending.opts.map(|(o, _)| o).unwrap_or_default(),
+                opts,
                 picker: Picker::new(&weights),
                 stats: Arc::default(),
             });

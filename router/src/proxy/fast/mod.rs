@@ -194,11 +194,8 @@ impl Proxy {
         conn: Conn,
     ) -> Option<&'t Route> {
         let route = table.lookup(req.host, req.path)?;
-        let plain = route.opts.redirect.is_none()
-            && route.opts.allows(conn.peer.ip())
-            && !route.targets.is_empty()
-            && route.targets.iter().all(|t| t.addr.is_some());
-        plain.then_some(route)
+        let f = &route.fast;
+        (f.plain && (f.untouched || route.opts.allows(conn.peer.ip()))).then_some(route)
     }
 
     /// Proxies one request whose head is parsed; `rest` is what the read
@@ -217,7 +214,11 @@ impl Proxy {
         let opts = &route.opts;
         let body_in_buf = rest.len().min(usize::try_from(req.content_length).unwrap_or(usize::MAX));
         let retryable = idempotent_name(req.method) && req.content_length == 0;
-        let path = headers::rewrite_path(req.path, opts.strip.as_deref(), opts.prepend.as_deref());
+        let untouched = route.fast.untouched;
+        let path = match untouched {
+            true => Cow::Borrowed(req.path),
+            false => headers::rewrite_path(req.path, opts.strip.as_deref(), opts.prepend.as_deref()),
+        };
 
         let mut tried = [usize::MAX; MAX_ATTEMPTS];
         let mut attempts = 0;
@@ -228,11 +229,19 @@ impl Proxy {
             let Some((idx, target)) = route.pick(self.strategy, &tried[..attempts]) else { break };
             tried[attempts] = idx;
             attempts += 1;
-            let Some(addr) = target.addr else { break };
-            let host_out: &str = match &opts.host {
-                HostHeader::Keep => req.host,
-                HostHeader::Dst => target.url.authority().map(|a| a.as_str()).unwrap_or_default(),
-                HostHeader::Name(n) => n,
+            // The usual route (one target, no options) is served from
+            // `route.fast` without reading the target or the options.
+            let (addr, root_path) = match route.fast.single {
+                Some(single) => single,
+                None => match target.addr {
+                    Some(addr) => (addr, target.root_path),
+                    None => break,
+                },
+            };
+            let host_out: &str = match (untouched, &opts.host) {
+                (true, _) | (false, HostHeader::Keep) => req.host,
+                (false, HostHeader::Dst) => target.url.authority().map(|a| a.as_str()).unwrap_or_default(),
+                (false, HostHeader::Name(n)) => n,
             };
             io.out.clear();
             head::write_upstream(
@@ -243,7 +252,7 @@ impl Proxy {
                     client_v6: conn.peer.is_ipv6(),
                     local_port: &io.local_port,
                     host: host_out,
-                    base: if target.root_path { "" } else { target.url.path().trim_end_matches('/') },
+                    base: if root_path { "" } else { target.url.path().trim_end_matches('/') },
                     path: &path,
                 },
             );

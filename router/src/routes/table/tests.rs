@@ -645,3 +645,26 @@ fn host_keys_inline_or_not_behave_as_their_str() {
     assert_eq!(m.get(long), Some(&(1..2)));
     assert_eq!(m.get("other.example.com"), None);
 }
+
+#[test]
+fn fast_facts_say_when_options_and_targets_can_be_skipped() {
+    let facts = |tags: &[&str], n: u16| {
+        let instances: Vec<Instance> = (0..n).map(|i| inst("web", &format!("w{i}"), 8080 + i, tags)).collect();
+        let t = clean(&instances, "");
+        t.lookup("a.com", "/x").expect("route").fast
+    };
+    let plain = facts(&["urlprefix-a.com/"], 1);
+    assert_eq!(
+        plain,
+        FastFacts { plain: true, untouched: true, single: Some(("10.0.0.1:8080".parse().expect("addr"), true)) }
+    );
+    assert_eq!(facts(&["urlprefix-a.com/"], 2).single, None, "two targets: picked per request");
+    for opt in
+        ["strip=/x", "prepend=/v2", "host=dst", "host=other.example", "allow=ip:10.0.0.0/8", "deny=ip:10.0.0.0/8"]
+    {
+        let f = facts(&[&format!("urlprefix-a.com/ {opt}")], 1);
+        assert!(f.plain && !f.untouched, "{opt}");
+    }
+    assert!(!facts(&["urlprefix-a.com/ proto=https"], 1).plain);
+    assert!(!facts(&["urlprefix-a.com/ redirect=301,https://b.com$path"], 1).plain);
+}
