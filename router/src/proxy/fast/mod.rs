@@ -116,10 +116,14 @@ struct Answer {
 
 /// An attempt that got no response.
 enum Failed {
-    /// Could not connect, or a reused connection turned out closed: the
-    /// request did not reach an application.
+    /// Could not connect: the request reached no application, so an
+    /// idempotent one may go to another instance.
     Connect(String),
+    /// Failed after connecting (sending, a closed or malformed response);
+    /// a pooled connection closed under the request was already replaced
+    /// inside the attempt where that was safe.
     Other(String),
+    /// No response head within `--upstream-timeout`.
     Timeout,
 }
 
