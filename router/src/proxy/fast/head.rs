@@ -132,15 +132,31 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|&b| b == b',').map(|t| t.trim_ascii()).filter(|t| !t.is_empty())
 }
 
-/// Whether `name` is hop-by-hop or listed in one of the message's
-/// `Connection` headers.
-fn hop_by_hop(name: &str, headers: &[httparse::Header<'_>]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|h| tokens(h.value))
-            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+/// Which of a message's headers are hop-by-hop: the fixed ones, and those
+/// its `Connection` headers name. Whether it has a `Connection` header at all
+/// is found once per message, so the usual message (none) costs no second
+/// pass over its headers per header.
+struct HopByHop<'h, 'b> {
+    headers: &'h [httparse::Header<'b>],
+    connection: bool,
+}
+
+impl<'h, 'b> HopByHop<'h, 'b> {
+    fn of(headers: &'h [httparse::Header<'b>]) -> Self {
+        let connection = headers.iter().any(|h| h.name.eq_ignore_ascii_case("connection"));
+        HopByHop { headers, connection }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+            || (self.connection
+                && self
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+                    .flat_map(|h| tokens(h.value))
+                    .any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+    }
 }
 
 /// Everything besides the request that shapes the upstream head.
@@ -179,22 +195,21 @@ pub fn write_upstream(out: &mut Vec<u8>, req: &Request<'_, '_>, up: &Upstream<'_
     if !up.host.is_empty() {
         header(out, "host", up.host.as_bytes());
     }
-    let mut xff: Option<usize> = None;
-    let mut fwd: Option<usize> = None;
+    // Whether earlier hops' lists are there, to be continued below.
+    let mut xff = false;
+    let mut fwd = false;
+    let hop = HopByHop::of(req.headers);
     for h in req.headers {
-        if SET_BY_PROXY.iter().any(|s| h.name.eq_ignore_ascii_case(s)) || hop_by_hop(h.name, req.headers) {
-            if h.name.eq_ignore_ascii_case("x-forwarded-for") {
-                xff = Some(xff.unwrap_or(0) + 1);
-            } else if h.name.eq_ignore_ascii_case("forwarded") {
-                fwd = Some(fwd.unwrap_or(0) + 1);
-            }
+        if SET_BY_PROXY.iter().any(|s| h.name.eq_ignore_ascii_case(s)) || hop.contains(h.name) {
+            xff |= h.name.eq_ignore_ascii_case("x-forwarded-for");
+            fwd |= h.name.eq_ignore_ascii_case("forwarded");
             continue;
         }
         header(out, h.name, h.value);
     }
     // The lists: earlier hops' values (every line, in order), then ours.
     out.extend_from_slice(b"x-forwarded-for: ");
-    if xff.is_some() {
+    if xff {
         previous(out, req.headers, "x-forwarded-for");
     }
     out.extend_from_slice(up.client_ip.as_bytes());
@@ -205,7 +220,7 @@ pub fn write_upstream(out: &mut Vec<u8>, req: &Request<'_, '_>, up: &Upstream<'_
     header(out, "x-forwarded-port", up.local_port.as_bytes());
     header(out, "x-real-ip", up.client_ip.as_bytes());
     out.extend_from_slice(b"forwarded: ");
-    if fwd.is_some() {
+    if fwd {
         previous(out, req.headers, "forwarded");
     }
     write_forwarded_elem(out, up.client_ip, up.client_v6, req.host);
@@ -327,12 +342,13 @@ pub fn write_client(out: &mut Vec<u8>, resp: &Response<'_, '_>, close: bool) {
     let _ = write!(out, "HTTP/1.1 {} ", resp.status);
     out.extend_from_slice(resp.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let hop = HopByHop::of(resp.headers);
     for h in resp.headers {
         let chunked = resp.framing == Framing::Chunked;
         let keep_te = chunked && h.name.eq_ignore_ascii_case("transfer-encoding");
         // With both, the chunked coding frames the body (RFC 9112 6.3).
         let stale_length = chunked && h.name.eq_ignore_ascii_case("content-length");
-        if stale_length || (!keep_te && hop_by_hop(h.name, resp.headers)) {
+        if stale_length || (!keep_te && hop.contains(h.name)) {
             continue;
         }
         header(out, h.name, h.value);
