@@ -36,7 +36,7 @@ else
   done
 fi
 
-# The router, on the ports of the DESIGN contract (loopback only here).
+# The router, on the ports of docs/router.md (loopback only here).
 echo "quickstart: starting router on 127.0.0.1:9999, admin 127.0.0.1:9998 (log: .run/router.log)"
 RUST_LOG=${RUST_LOG:-info} "$root/target/release/router" --consul-addr "$CONSUL_HTTP_ADDR" \
   --proxy-addr 127.0.0.1:9999 --admin-addr 127.0.0.1:9998 >"$run/router.log" 2>&1 &

@@ -1,4 +1,4 @@
-//! Command-line flags (DESIGN.md contract); each also reads an environment
+//! Command-line flags (the contract in docs/registrar.md); each also reads an environment
 //! variable so the registrar can run from a unit file or a DaemonSet.
 
 use std::net::IpAddr;

@@ -1,4 +1,4 @@
-//! Command-line flags (DESIGN.md contract); each also reads an environment
+//! Command-line flags (the contract in docs/router.md); each also reads an environment
 //! variable so the router can be configured from a unit file or a pod spec.
 
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! Every flag of the DESIGN.md contract is documented by `--help`, with its
+//! Every flag of the contracts in docs/ is documented by `--help`, with its
 //! environment variable. Scripts and unit files depend on these names.
 
 use std::process::Command;

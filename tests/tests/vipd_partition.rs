@@ -1,4 +1,4 @@
-//! Healing a partition (DESIGN field note): while the master is cut off, the
+//! Healing a partition (docs/vipd.md field note): while the master is cut off, the
 //! backup takes the VIP and clients learn its MAC. When the link returns, the
 //! higher-priority master must win and the client must reach it at once,
 //! not after its ARP entry for the VIP expires (30-45 s): the master answers

@@ -1,7 +1,7 @@
 //! Gratuitous ARP frames, pure: an ARP request whose sender and target
 //! protocol address are the VIP, sender hardware address the interface's MAC
 //! and target hardware address broadcast (the form that updates existing
-//! neighbour entries, DESIGN field note).
+//! neighbour entries, docs/vipd.md field note).
 
 use std::net::Ipv4Addr;
 

@@ -1,4 +1,4 @@
-//! Command-line flags (DESIGN.md contract); each also reads an environment
+//! Command-line flags (the contract in docs/vipd.md); each also reads an environment
 //! variable. Durations read like `100ms`, `1s`, `2.5s`.
 
 use std::net::IpAddr;

@@ -1,4 +1,4 @@
-//! JSON shapes of the admin API. `/api/routes` is the DESIGN contract: an
+//! JSON shapes of the admin API. `/api/routes` is the contract in docs/router.md: an
 //! array with one entry per route and target (fabio's shape), so a script can
 //! grep one line per backend. `/api/status` is one documented object with
 //! everything else the UI shows.

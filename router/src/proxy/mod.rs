@@ -2,7 +2,7 @@
 //! atomic load, no lock), applies the route's options, and forwards to one of
 //! its targets over a pooled keep-alive client, streaming bodies both ways.
 //!
-//! Outcomes the DESIGN fixes: no route 404, client refused by `allow`/`deny`
+//! Outcomes docs/router.md fixes: no route 404, client refused by `allow`/`deny`
 //! 403, every tried target failed 502, no response headers within the upstream
 //! timeout 504. An idempotent request without a body whose connect fails is
 //! retried once on another target, so one dead instance costs no GET.

@@ -199,7 +199,7 @@ impl Machine {
             // One last advert at our own, losing priority before stepping
             // down: after a partition heals this makes the winner answer with
             // gratuitous ARP even when its advert reached us first, so clients
-            // drop our MAC at once (DESIGN field note). Backups ignore it or
+            // drop our MAC at once (docs/vipd.md field note). Backups ignore it or
             // treat it as a normal advert.
             self.master_adver_interval = interval;
             out.push(Action::SendAdvert { priority: ours });
@@ -209,7 +209,7 @@ impl Machine {
         } else {
             // A node that lost the election still claims the VIP (it came back
             // from a partition): answer at once and refresh neighbours' ARP, or
-            // clients keep the other node's MAC (DESIGN field note).
+            // clients keep the other node's MAC (docs/vipd.md field note).
             out.push(Action::SendAdvert { priority: ours });
             out.push(Action::SendGratuitousArp);
             self.arm(now + self.config.advert_interval, out);
