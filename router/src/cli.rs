@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
 
 /// How one instance is picked among a route's targets.
@@ -64,6 +65,17 @@ pub struct Cli {
     /// hold connections open without sending (slowloris).
     #[arg(long, env = "ROUTER_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
+
+    /// Largest request head (request line and header lines) in bytes; a
+    /// larger one is answered 431 and the connection closed.
+    #[arg(long, env = "ROUTER_MAX_HEADER_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u32).range(8 * 1024..=1024 * 1024).map(|v| v as usize))]
+    pub max_header_bytes: usize,
+
+    /// Most header lines in a request head; more are answered 431.
+    #[arg(long, env = "ROUTER_MAX_HEADERS", default_value_t = 100,
+          value_parser = clap::value_parser!(u16).range(16..=1000).map(usize::from))]
+    pub max_headers: usize,
 
     /// On SIGTERM/SIGINT: how long in-flight requests may still run after the
     /// listeners close.

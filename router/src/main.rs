@@ -82,6 +82,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         pool: proxy::fast::Pool::new(256, proxy::fast::IDLE_TIMEOUT),
         connect_timeout: cli.connect_timeout,
         header_timeout: cli.header_timeout,
+        head_limits: serve::HeadLimits { bytes: cli.max_header_bytes, headers: cli.max_headers },
     });
     let sweeper = proxy.clone();
     tokio::spawn(async move {
@@ -112,7 +113,14 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         admin_listener,
         move |stream, conn, drain| {
             let a = admin.clone();
-            serve::hyper_conn(stream, conn, move |req, c| a.clone().handle(req, c), drain, serve::ADMIN_HEADER_TIMEOUT)
+            serve::hyper_conn(
+                stream,
+                conn,
+                move |req, c| a.clone().handle(req, c),
+                drain,
+                serve::ADMIN_HEADER_TIMEOUT,
+                serve::HeadLimits::DEFAULT,
+            )
         },
         stop_rx,
         cli.shutdown_grace,

@@ -35,6 +35,19 @@ pub fn full(b: impl Into<Bytes>) -> RespBody {
 /// headers (the proxy's is `--header-timeout`).
 pub const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Bounds on a request head: more bytes or more header lines are answered
+/// 431 (`--max-header-bytes`, `--max-headers`).
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub bytes: usize,
+    pub headers: usize,
+}
+
+impl HeadLimits {
+    /// The admin listener's (and the flags' defaults).
+    pub const DEFAULT: HeadLimits = HeadLimits { bytes: 64 * 1024, headers: 100 };
+}
+
 /// The connection a request came on.
 #[derive(Debug, Clone, Copy)]
 pub struct Conn {
@@ -110,8 +123,14 @@ pub async fn serve<H, Fut>(
 /// Serves one connection with hyper (HTTP/1.1 or h2c, upgrades allowed),
 /// calling `handler` per request; a client gets `header_timeout` for each
 /// request head. On stop, hyper finishes the requests in flight and closes.
-pub async fn hyper_conn<I, H, Fut>(io: I, conn: Conn, handler: H, mut drain: Drain, header_timeout: Duration)
-where
+pub async fn hyper_conn<I, H, Fut>(
+    io: I,
+    conn: Conn,
+    handler: H,
+    mut drain: Drain,
+    header_timeout: Duration,
+    limits: HeadLimits,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>, Conn) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<RespBody>> + Send + 'static,
@@ -119,7 +138,14 @@ where
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A client that never finishes its request headers (slowloris) is cut
     // off instead of holding a connection forever.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    // hyper's read buffer must be at least 8 KiB; its 431 for a larger head
+    // matches the fast path's.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(limits.bytes.max(8192))
+        .max_headers(limits.headers);
     builder.http2().timer(TokioTimer::new());
     let svc = service_fn(move |req| {
         let h = handler.clone();

@@ -24,6 +24,30 @@ pub const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// Headers that frame or route the message, or that the proxy vouches for:
+/// never hop-by-hop, even when a `Connection` header names them. Dropping
+/// `Content-Length` because `Connection: Content-Length` asked would forward
+/// the body without its length, and the server behind would read it as the
+/// next request (request smuggling); dropping a forwarding header would let
+/// the client hide who it is.
+pub const NEVER_HOP_BY_HOP: [&str; 10] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-real-ip",
+    "forwarded",
+    "x-request-id",
+];
+
+/// Whether `name` is one of [`NEVER_HOP_BY_HOP`].
+pub fn is_end_to_end(name: &str) -> bool {
+    NEVER_HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
 /// The protocol a request asks to switch to (`Connection: upgrade` plus
 /// `Upgrade: X`), e.g. `websocket`.
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
@@ -46,6 +70,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !is_end_to_end(n.as_str()))
         .collect();
     for name in named {
         headers.remove(name);
@@ -185,6 +210,23 @@ mod tests {
         remove_hop_by_hop(&mut h, None);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn connection_cannot_remove_framing_or_forwarding_headers() {
+        let mut h = map(&[
+            ("connection", "Content-Length, host, X-Forwarded-For, forwarded, x-real-ip, x-secret"),
+            ("content-length", "60"),
+            ("host", "app.test"),
+            ("x-forwarded-for", "1.1.1.1"),
+            ("forwarded", "for=1.1.1.1"),
+            ("x-real-ip", "1.1.1.1"),
+            ("x-secret", "1"),
+        ]);
+        remove_hop_by_hop(&mut h, None);
+        assert_eq!(h.len(), 5, "{h:?}");
+        assert_eq!(h["content-length"], "60");
+        assert!(!h.contains_key("x-secret"));
     }
 
     #[test]

@@ -9,11 +9,13 @@
 
 mod client;
 pub mod fast;
+mod framing;
 mod headers;
 mod tunnel;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
@@ -41,6 +43,7 @@ pub struct Proxy {
     pub connect_timeout: Duration,
     /// How long a client has for each request head, idle time included.
     pub header_timeout: Duration,
+    pub head_limits: crate::serve::HeadLimits,
 }
 
 /// Attempts per request: the first target and one retry elsewhere.
@@ -54,6 +57,12 @@ fn idempotent(m: &Method) -> bool {
 fn idempotent_name(m: &str) -> bool {
     matches!(m, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE")
 }
+
+/// The bodies of the proxy's own 502 and 504: they say what happened, not
+/// which address failed how (that goes to the log and the metrics, never to
+/// a client who could map the network behind the router with it).
+pub(crate) const BAD_GATEWAY_TEXT: &str = "no upstream answered\n";
+pub(crate) const GATEWAY_TIMEOUT_TEXT: &str = "the upstream did not answer in time\n";
 
 fn text(status: StatusCode, msg: String) -> Response<RespBody> {
     let mut r = Response::new(full(msg));
@@ -69,6 +78,20 @@ fn empty_body() -> UpBody {
 impl Proxy {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Conn) -> Response<RespBody> {
         let started = Instant::now();
+        // The fast path checked the connection's first head; hyper reads the
+        // ones after a hand-off, so they meet the same rules here.
+        if matches!(req.version(), Version::HTTP_10 | Version::HTTP_11) {
+            let target = req.uri().to_string();
+            let headers = req.headers().iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+            if let Err(why) = framing::check_request(req.version() == Version::HTTP_11, &target, headers) {
+                tracing::debug!(error = %why, "request refused");
+                self.metrics.observe_unrouted(why.status(), started.elapsed());
+                let mut resp =
+                    text(StatusCode::from_u16(why.status()).unwrap_or(StatusCode::BAD_REQUEST), format!("{why}\n"));
+                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return resp;
+            }
+        }
         let snapshot = self.shared.snapshot.load_full();
         let host = req
             .headers()
@@ -109,7 +132,17 @@ impl Proxy {
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let retryable = idempotent(&parts.method) && body.is_end_stream() && upgrade.is_none();
-        let mut body = Some(body.boxed());
+        // Set when reading the client's body fails (a malformed chunked
+        // body): that is the client's fault, 400, not the upstream's.
+        let client_body_failed = Arc::new(AtomicBool::new(false));
+        let failed = client_body_failed.clone();
+        let mut body = Some(
+            body.map_err(move |e| {
+                failed.store(true, Ordering::Relaxed);
+                e
+            })
+            .boxed(),
+        );
         let path = headers::rewrite_path(parts.uri.path(), opts.strip.as_deref(), opts.prepend.as_deref());
         let client_info = ClientInfo { ip: conn.peer.ip(), host: &host, local_port: conn.local.port() };
         let mut headers_out = std::mem::take(&mut parts.headers);
@@ -157,14 +190,13 @@ impl Proxy {
             match tokio::time::timeout(self.upstream_timeout, upstream.request(out)).await {
                 Err(_) => {
                     tracing::warn!(route = %RouteName(route), target = %target.url, timeout = ?self.upstream_timeout, "upstream timed out");
-                    return text(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!(
-                            "{} did not answer within {}\n",
-                            target.url,
-                            humantime::format_duration(self.upstream_timeout)
-                        ),
-                    );
+                    return text(StatusCode::GATEWAY_TIMEOUT, GATEWAY_TIMEOUT_TEXT.into());
+                }
+                Ok(Err(_)) if client_body_failed.load(Ordering::Relaxed) => {
+                    tracing::debug!(route = %RouteName(route), "malformed request body");
+                    let mut resp = text(StatusCode::BAD_REQUEST, "malformed request body\n".into());
+                    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return resp;
                 }
                 Ok(Err(e)) => {
                     let connect = e.is_connect();
@@ -190,7 +222,8 @@ impl Proxy {
                 }
             }
         }
-        text(StatusCode::BAD_GATEWAY, format!("no upstream answered: {last_error}\n"))
+        tracing::debug!(route = %RouteName(route), error = %last_error, "answering 502");
+        text(StatusCode::BAD_GATEWAY, BAD_GATEWAY_TEXT.into())
     }
 }
 

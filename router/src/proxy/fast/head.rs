@@ -11,7 +11,8 @@
 use std::io::Write;
 use std::mem::MaybeUninit;
 
-use crate::proxy::headers::{HOP_BY_HOP, write_forwarded_elem};
+use crate::proxy::framing::{self, Refusal, decimal};
+use crate::proxy::headers::{HOP_BY_HOP, is_end_to_end, write_forwarded_elem};
 
 /// Header lines a head may have on the fast path; more go to hyper (which
 /// allows 100).
@@ -45,9 +46,12 @@ pub enum Parsed<'b, 'h> {
     Request(Request<'b, 'h>),
     /// Not a complete head yet.
     Partial,
-    /// Something for hyper: another version, framing, an upgrade, an error
-    /// (hyper answers it properly), too many headers.
+    /// A sound head for hyper: another version (h2c), a chunked or
+    /// `Expect` body, an upgrade, an absolute-form target, many headers.
     HandOff,
+    /// A head that can be read more than one way, or too many headers:
+    /// answered with the refusal's status and the connection closed.
+    Refuse(Refusal),
 }
 
 /// Room for a request's header lines, left uninitialised: the parser writes
@@ -56,13 +60,28 @@ pub fn request_storage<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS]
     [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
-pub fn parse_request<'b, 'h>(buf: &'b [u8], storage: &'h mut [MaybeUninit<httparse::Header<'b>>]) -> Parsed<'b, 'h> {
+/// Parses and checks a request head. `max_headers` is the configured limit
+/// of header lines; a head with more than `storage` holds (but within the
+/// limit) is checked in a heap buffer and handed to hyper.
+pub fn parse_request<'b, 'h>(
+    buf: &'b [u8],
+    storage: &'h mut [MaybeUninit<httparse::Header<'b>>],
+    max_headers: usize,
+) -> Parsed<'b, 'h> {
+    let slots = max_headers.min(storage.len());
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, storage) {
+    let len = match req.parse_with_uninit_headers(buf, &mut storage[..slots]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::HandOff,
+        Err(httparse::Error::TooManyHeaders) if max_headers > slots => return check_large(buf, max_headers),
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Refuse(Refusal::TooManyHeaders),
+        // Not HTTP/1.x: the HTTP/2 preface (h2c) or a version hyper answers.
+        Err(httparse::Error::Version) => return Parsed::HandOff,
+        Err(_) => return Parsed::Refuse(Refusal::Malformed),
     };
+    if let Err(r) = check(&req, &buf[..len]) {
+        return Parsed::Refuse(r);
+    }
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
         return Parsed::HandOff;
     };
@@ -79,9 +98,6 @@ pub fn parse_request<'b, 'h>(buf: &'b [u8], storage: &'h mut [MaybeUninit<httpar
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
-            if host.is_some() {
-                return Parsed::HandOff;
-            }
             // What hyper's HeaderValue::to_str accepts, so both paths see
             // the same host.
             match std::str::from_utf8(h.value) {
@@ -89,10 +105,7 @@ pub fn parse_request<'b, 'h>(buf: &'b [u8], storage: &'h mut [MaybeUninit<httpar
                 _ => return Parsed::HandOff,
             }
         } else if name.eq_ignore_ascii_case("content-length") {
-            match (content_length, decimal(h.value)) {
-                (None, Some(n)) => content_length = Some(n),
-                _ => return Parsed::HandOff,
-            }
+            content_length = decimal(h.value);
         } else if name.eq_ignore_ascii_case("transfer-encoding")
             || name.eq_ignore_ascii_case("expect")
             || name.eq_ignore_ascii_case("upgrade")
@@ -119,12 +132,28 @@ pub fn parse_request<'b, 'h>(buf: &'b [u8], storage: &'h mut [MaybeUninit<httpar
     })
 }
 
-/// A Content-Length value: digits only, no sign, no overflow.
-fn decimal(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
+/// The shared framing rules ([`framing`]) on a parsed head and its bytes.
+fn check(req: &httparse::Request<'_, '_>, head: &[u8]) -> Result<(), Refusal> {
+    framing::check_raw_head(head)?;
+    let headers = req.headers.iter().map(|h| (h.name.as_bytes(), h.value));
+    framing::check_request(req.version == Some(1), req.path.unwrap_or(""), headers).map(drop)
+}
+
+/// A head with more header lines than the fast path's storage: checked with
+/// room for `max_headers`, then left to hyper.
+fn check_large(buf: &[u8], max_headers: usize) -> Parsed<'static, 'static> {
+    let mut storage = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut req = httparse::Request::new(&mut storage);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => match check(&req, &buf[..len]) {
+            Ok(()) => Parsed::HandOff,
+            Err(r) => Parsed::Refuse(r),
+        },
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => Parsed::Refuse(Refusal::TooManyHeaders),
+        Err(httparse::Error::Version) => Parsed::HandOff,
+        Err(_) => Parsed::Refuse(Refusal::Malformed),
     }
-    v.iter().try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
 /// The comma-separated tokens of a header value, trimmed.
@@ -150,6 +179,7 @@ impl<'h, 'b> HopByHop<'h, 'b> {
     fn contains(&self, name: &str) -> bool {
         HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
             || (self.connection
+                && !is_end_to_end(name)
                 && self
                     .headers
                     .iter()
@@ -274,8 +304,12 @@ pub struct Response<'b, 'h> {
 pub enum BadResponse {
     #[error("invalid response head: {0}")]
     Parse(httparse::Error),
-    #[error("conflicting Content-Length values")]
+    #[error("repeated or malformed Content-Length")]
     ContentLength,
+    #[error("both Content-Length and Transfer-Encoding")]
+    LengthAndEncoding,
+    #[error("response head: {0}")]
+    Raw(Refusal),
     #[error("unexpected 101 Switching Protocols")]
     Switching,
 }
@@ -292,6 +326,7 @@ pub fn parse_response<'b, 'h>(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(BadResponse::Parse(e)),
     };
+    framing::check_raw_head(&buf[..len]).map_err(BadResponse::Raw)?;
     let status = resp.code.unwrap_or(0);
     if status == 101 {
         return Err(BadResponse::Switching);
@@ -301,10 +336,11 @@ pub fn parse_response<'b, 'h>(
     let mut chunked: Option<bool> = None;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
+            // A second length, even an equal one, is a head written by
+            // something that frames messages carelessly: not trusted.
             match (length, decimal(h.value.trim_ascii())) {
-                (_, None) => return Err(BadResponse::ContentLength),
-                (Some(prev), Some(n)) if prev != n => return Err(BadResponse::ContentLength),
-                (_, n) => length = n,
+                (None, Some(n)) => length = Some(n),
+                _ => return Err(BadResponse::ContentLength),
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // Only the final coding counts: chunked must be last.
@@ -318,6 +354,9 @@ pub fn parse_response<'b, 'h>(
                 }
             }
         }
+    }
+    if chunked.is_some() && length.is_some() {
+        return Err(BadResponse::LengthAndEncoding);
     }
     let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::Empty
@@ -344,11 +383,8 @@ pub fn write_client(out: &mut Vec<u8>, resp: &Response<'_, '_>, close: bool) {
     out.extend_from_slice(b"\r\n");
     let hop = HopByHop::of(resp.headers);
     for h in resp.headers {
-        let chunked = resp.framing == Framing::Chunked;
-        let keep_te = chunked && h.name.eq_ignore_ascii_case("transfer-encoding");
-        // With both, the chunked coding frames the body (RFC 9112 6.3).
-        let stale_length = chunked && h.name.eq_ignore_ascii_case("content-length");
-        if stale_length || (!keep_te && hop.contains(h.name)) {
+        let keep_te = resp.framing == Framing::Chunked && h.name.eq_ignore_ascii_case("transfer-encoding");
+        if !keep_te && hop.contains(h.name) {
             continue;
         }
         header(out, h.name, h.value);

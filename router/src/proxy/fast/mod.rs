@@ -35,15 +35,13 @@ use tokio::time::{Instant, Sleep};
 
 pub use pool::Pool;
 
+use super::framing::Refusal;
 use super::{MAX_ATTEMPTS, Proxy, RouteName, headers, idempotent_name};
 use crate::routes::{HostHeader, Route};
 use crate::serve::{Conn, Drain, hyper_conn};
 use chunked::Chunked;
 use head::{Framing, MAX_HEADERS, Parsed};
 
-/// Longest request head the fast path reads before leaving it to hyper
-/// (which answers 431 when it is too large).
-const MAX_HEAD: usize = 64 * 1024;
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Read buffer size; also the unit bodies are copied in.
@@ -68,7 +66,15 @@ pub async fn serve_conn(proxy: Arc<Proxy>, mut stream: TcpStream, conn: Conn, mu
         End::HandOff => {
             let p = proxy.clone();
             let io = rewind::Rewind::new(buf.freeze(), stream);
-            hyper_conn(io, conn, move |req, c| p.clone().handle(req, c), drain, proxy.header_timeout).await;
+            hyper_conn(
+                io,
+                conn,
+                move |req, c| p.clone().handle(req, c),
+                drain,
+                proxy.header_timeout,
+                proxy.head_limits,
+            )
+            .await;
         }
     }
 }
@@ -160,9 +166,16 @@ impl Proxy {
             }
             loop {
                 let mut storage = head::request_storage();
-                match head::parse_request(buf, &mut storage) {
+                let max_head = self.head_limits.bytes;
+                match head::parse_request(buf, &mut storage, self.head_limits.headers) {
                     Parsed::HandOff => return End::HandOff,
-                    Parsed::Partial if buf.len() >= MAX_HEAD => return End::HandOff,
+                    Parsed::Refuse(why) => return self.refuse(stream, why).await,
+                    Parsed::Partial if buf.len() >= max_head => {
+                        return self.refuse(stream, Refusal::HeadTooLarge).await;
+                    }
+                    Parsed::Request(req) if req.len > max_head => {
+                        return self.refuse(stream, Refusal::HeadTooLarge).await;
+                    }
                     Parsed::Partial => {}
                     Parsed::Request(req) => {
                         match self.exchange(stream, &buf[req.len..], &req, conn, io).await {
@@ -188,6 +201,16 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// Answers a head that is refused (see [`super::framing`]) and closes
+    /// the connection: what follows it cannot be told apart from a body.
+    async fn refuse(&self, stream: &mut TcpStream, why: Refusal) -> End {
+        tracing::debug!(error = %why, "request refused");
+        self.metrics.observe_unrouted(why.status(), Duration::ZERO);
+        let _ = stream.write_all(refusal_response(why).as_bytes()).await;
+        let _ = stream.shutdown().await;
+        End::Close
     }
 
     /// The route for a request if the fast path can serve it.
@@ -276,13 +299,16 @@ impl Proxy {
                         Failed::Timeout => {
                             tracing::warn!(route = %RouteName(route), target = %target.url, timeout = ?self.upstream_timeout, "upstream timed out");
                             route.stats.observe(504, started.elapsed());
-                            let msg = format!(
-                                "{} did not answer within {}\n",
-                                target.url,
-                                humantime::format_duration(self.upstream_timeout)
-                            );
                             return self
-                                .simple(client, 504, "Gateway Timeout", &msg, req, body_in_buf, body_taken)
+                                .simple(
+                                    client,
+                                    504,
+                                    "Gateway Timeout",
+                                    super::GATEWAY_TIMEOUT_TEXT,
+                                    req,
+                                    body_in_buf,
+                                    body_taken,
+                                )
                                 .await;
                         }
                         Failed::Connect(e) => {
@@ -303,8 +329,8 @@ impl Proxy {
             }
         }
         route.stats.observe(502, started.elapsed());
-        let msg = format!("no upstream answered: {last_error}\n");
-        self.simple(client, 502, "Bad Gateway", &msg, req, body_in_buf, body_taken).await
+        tracing::debug!(route = %RouteName(route), error = %last_error, "answering 502");
+        self.simple(client, 502, "Bad Gateway", super::BAD_GATEWAY_TEXT, req, body_in_buf, body_taken).await
     }
 
     /// Sends the request (head and body start in `io.out`, then `body_left`
@@ -497,6 +523,17 @@ impl Proxy {
         }
         Next::KeepAlive(req.len + body_in_buf)
     }
+}
+
+/// The whole response to a refused head.
+fn refusal_response(why: Refusal) -> String {
+    let msg = format!("{why}\n");
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{msg}",
+        why.status(),
+        why.reason(),
+        msg.len()
+    )
 }
 
 /// What remains of a response body after the bytes read with its head.
