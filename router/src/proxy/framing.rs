@@ -127,6 +127,31 @@ pub fn check_request<'a>(
     Ok(framing)
 }
 
+/// Checks an upstream response's header fields: one plain Content-Length
+/// at most, never beside a Transfer-Encoding, no control bytes. A response
+/// that fails is answered 502 and its connection is never used again: what
+/// follows it on that connection cannot be trusted to be the next response.
+pub fn check_response<'a>(headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Result<(), Refusal> {
+    let (mut length, mut coding) = (false, false);
+    for (name, value) in headers {
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(Refusal::ControlByte);
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if length {
+                return Err(Refusal::RepeatedLength);
+            }
+            decimal(value.trim_ascii()).ok_or(Refusal::BadLength)?;
+            length = true;
+        }
+        coding |= name.eq_ignore_ascii_case(b"transfer-encoding");
+    }
+    if length && coding {
+        return Err(Refusal::LengthAndEncoding);
+    }
+    Ok(())
+}
+
 /// The authority of an absolute-form target (`None` for origin-form and
 /// `OPTIONS *`); authority-form (CONNECT) and anything else is refused: the
 /// router is not a forward proxy.
@@ -279,6 +304,19 @@ mod tests {
         assert_eq!(check_raw_head(b"GET / HTTP/1.1\r\nX: a\0\r\n\r\n"), Err(Refusal::ControlByte));
         assert_eq!(check_raw_head(b"GET / HTTP/1.1\r\nX: a\tb\xff\r\n\r\n"), Ok(()));
         assert_eq!(check_raw_head(b"GET / HTTP/1.1\r\nX: a\r"), Err(Refusal::BareLineEnd));
+    }
+
+    #[test]
+    fn responses() {
+        let check = |h: &[(&str, &str)]| check_response(h.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+        assert_eq!(check(&[("content-length", "5"), ("x", "y")]), Ok(()));
+        assert_eq!(check(&[("transfer-encoding", "chunked")]), Ok(()));
+        assert_eq!(check(&[("content-length", "5"), ("content-length", "5")]), Err(Refusal::RepeatedLength));
+        assert_eq!(
+            check(&[("content-length", "5"), ("transfer-encoding", "chunked")]),
+            Err(Refusal::LengthAndEncoding)
+        );
+        assert_eq!(check(&[("content-length", "x")]), Err(Refusal::BadLength));
     }
 
     #[test]

@@ -207,6 +207,18 @@ impl Proxy {
                     }
                     break;
                 }
+                Ok(Ok(resp))
+                    if let Err(why) = framing::check_response(
+                        resp.headers().iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+                    ) =>
+                {
+                    // Dropping the unread response closes its connection:
+                    // it is never used again.
+                    drop(resp);
+                    last_error = format!("{}: ambiguous response head: {why}", target.url).into();
+                    tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, "upstream failed");
+                    break;
+                }
                 Ok(Ok(mut resp)) => {
                     let up_upgrade = headers::upgrade_protocol(resp.headers());
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS

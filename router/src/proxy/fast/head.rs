@@ -304,12 +304,8 @@ pub struct Response<'b, 'h> {
 pub enum BadResponse {
     #[error("invalid response head: {0}")]
     Parse(httparse::Error),
-    #[error("repeated or malformed Content-Length")]
-    ContentLength,
-    #[error("both Content-Length and Transfer-Encoding")]
-    LengthAndEncoding,
-    #[error("response head: {0}")]
-    Raw(Refusal),
+    #[error("ambiguous response head: {0}")]
+    Framing(Refusal),
     #[error("unexpected 101 Switching Protocols")]
     Switching,
 }
@@ -326,7 +322,8 @@ pub fn parse_response<'b, 'h>(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(BadResponse::Parse(e)),
     };
-    framing::check_raw_head(&buf[..len]).map_err(BadResponse::Raw)?;
+    framing::check_raw_head(&buf[..len]).map_err(BadResponse::Framing)?;
+    framing::check_response(resp.headers.iter().map(|h| (h.name.as_bytes(), h.value))).map_err(BadResponse::Framing)?;
     let status = resp.code.unwrap_or(0);
     if status == 101 {
         return Err(BadResponse::Switching);
@@ -336,12 +333,7 @@ pub fn parse_response<'b, 'h>(
     let mut chunked: Option<bool> = None;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            // A second length, even an equal one, is a head written by
-            // something that frames messages carelessly: not trusted.
-            match (length, decimal(h.value.trim_ascii())) {
-                (None, Some(n)) => length = Some(n),
-                _ => return Err(BadResponse::ContentLength),
-            }
+            length = decimal(h.value.trim_ascii());
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // Only the final coding counts: chunked must be last.
             chunked = tokens(h.value).last().map(|t| t.eq_ignore_ascii_case(b"chunked")).or(chunked);
@@ -354,9 +346,6 @@ pub fn parse_response<'b, 'h>(
                 }
             }
         }
-    }
-    if chunked.is_some() && length.is_some() {
-        return Err(BadResponse::LengthAndEncoding);
     }
     let framing = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::Empty

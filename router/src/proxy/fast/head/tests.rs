@@ -202,21 +202,24 @@ fn response_framing() {
 fn bad_responses() {
     assert_eq!(
         response("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).err(),
-        Some(BadResponse::ContentLength)
+        Some(BadResponse::Framing(Refusal::RepeatedLength))
     );
-    assert_eq!(response("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).err(), Some(BadResponse::ContentLength));
+    assert_eq!(
+        response("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).err(),
+        Some(BadResponse::Framing(Refusal::BadLength))
+    );
     // Ambiguous or split heads: the connection is not trusted again.
     assert_eq!(
         response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", false).err(),
-        Some(BadResponse::ContentLength)
+        Some(BadResponse::Framing(Refusal::RepeatedLength))
     );
     assert_eq!(
         response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", false).err(),
-        Some(BadResponse::LengthAndEncoding)
+        Some(BadResponse::Framing(Refusal::LengthAndEncoding))
     );
     assert_eq!(
         response("HTTP/1.1 200 OK\r\nX: a\nContent-Length: 0\r\n\r\n", false).err(),
-        Some(BadResponse::Raw(Refusal::BareLineEnd))
+        Some(BadResponse::Framing(Refusal::BareLineEnd))
     );
     assert_eq!(
         response("HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\n", false)
