@@ -187,6 +187,8 @@ impl Proxy {
                     out.headers_mut().remove(header::HOST);
                 }
             }
+            // Kept to mark the connection unusable if its response is bad.
+            let captured = hyper_util::client::legacy::connect::capture_connection(&mut out);
             match tokio::time::timeout(self.upstream_timeout, upstream.request(out)).await {
                 Err(_) => {
                     tracing::warn!(route = %RouteName(route), target = %target.url, timeout = ?self.upstream_timeout, "upstream timed out");
@@ -212,8 +214,11 @@ impl Proxy {
                         resp.headers().iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
                     ) =>
                 {
-                    // Dropping the unread response closes its connection:
-                    // it is never used again.
+                    // The connection is never used again: what follows this
+                    // head on it cannot be trusted to be the next response.
+                    if let Some(c) = captured.connection_metadata().as_ref() {
+                        c.poison();
+                    }
                     drop(resp);
                     last_error = format!("{}: ambiguous response head: {why}", target.url).into();
                     tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, "upstream failed");

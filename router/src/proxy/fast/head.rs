@@ -11,7 +11,8 @@
 use std::io::Write;
 use std::mem::MaybeUninit;
 
-use crate::proxy::framing::{self, Refusal, decimal};
+use super::one::Boundary;
+use crate::proxy::framing::{self, BodyFraming, Refusal, decimal};
 use crate::proxy::headers::{HOP_BY_HOP, is_end_to_end, write_forwarded_elem};
 
 /// Header lines a head may have on the fast path; more go to hyper (which
@@ -48,10 +49,19 @@ pub enum Parsed<'b, 'h> {
     Partial,
     /// A sound head for hyper: another version (h2c), a chunked or
     /// `Expect` body, an upgrade, an absolute-form target, many headers.
-    HandOff,
+    HandOff(HandOff),
     /// A head that can be read more than one way, or too many headers:
     /// answered with the refusal's status and the connection closed.
     Refuse(Refusal),
+}
+
+/// What hyper is given.
+#[derive(Debug, Clone, Copy)]
+pub enum HandOff {
+    /// The connection for good: HTTP/2 (h2c) or an upgrade.
+    Connection,
+    /// This one request (checked here); then the connection comes back.
+    Request(Boundary),
 }
 
 /// Room for a request's header lines, left uninitialised: the parser writes
@@ -76,17 +86,22 @@ pub fn parse_request<'b, 'h>(
         Err(httparse::Error::TooManyHeaders) if max_headers > slots => return check_large(buf, max_headers),
         Err(httparse::Error::TooManyHeaders) => return Parsed::Refuse(Refusal::TooManyHeaders),
         // Not HTTP/1.x: the HTTP/2 preface (h2c) or a version hyper answers.
-        Err(httparse::Error::Version) => return Parsed::HandOff,
+        Err(httparse::Error::Version) => return Parsed::HandOff(HandOff::Connection),
         Err(_) => return Parsed::Refuse(Refusal::Malformed),
     };
-    if let Err(r) = check(&req, &buf[..len]) {
-        return Parsed::Refuse(r);
-    }
+    let body = match check(&req, &buf[..len]) {
+        Ok(body) => body,
+        Err(r) => return Parsed::Refuse(r),
+    };
+    let hyper = Parsed::HandOff(match wants_upgrade(req.headers) {
+        true => HandOff::Connection,
+        false => HandOff::Request(Boundary { head_len: len, body }),
+    });
     let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
-        return Parsed::HandOff;
+        return hyper;
     };
     if method == "CONNECT" || !target.starts_with('/') {
-        return Parsed::HandOff;
+        return hyper;
     }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -102,7 +117,7 @@ pub fn parse_request<'b, 'h>(
             // the same host.
             match std::str::from_utf8(h.value) {
                 Ok(v) if v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) => host = Some(v),
-                _ => return Parsed::HandOff,
+                _ => return hyper,
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             content_length = decimal(h.value);
@@ -110,14 +125,9 @@ pub fn parse_request<'b, 'h>(
             || name.eq_ignore_ascii_case("expect")
             || name.eq_ignore_ascii_case("upgrade")
         {
-            return Parsed::HandOff;
+            return hyper;
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in tokens(h.value) {
-                if token.eq_ignore_ascii_case(b"upgrade") {
-                    return Parsed::HandOff;
-                }
-                close |= token.eq_ignore_ascii_case(b"close");
-            }
+            close |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
         }
     }
     Parsed::Request(Request {
@@ -133,10 +143,20 @@ pub fn parse_request<'b, 'h>(
 }
 
 /// The shared framing rules ([`framing`]) on a parsed head and its bytes.
-fn check(req: &httparse::Request<'_, '_>, head: &[u8]) -> Result<(), Refusal> {
+fn check(req: &httparse::Request<'_, '_>, head: &[u8]) -> Result<BodyFraming, Refusal> {
     framing::check_raw_head(head)?;
     let headers = req.headers.iter().map(|h| (h.name.as_bytes(), h.value));
-    framing::check_request(req.version == Some(1), req.path.unwrap_or(""), headers).map(drop)
+    framing::check_request(req.version == Some(1), req.path.unwrap_or(""), headers)
+}
+
+/// An `Upgrade` header or `Connection: upgrade`: the connection becomes
+/// something else, so hyper keeps it.
+fn wants_upgrade(headers: &[httparse::Header<'_>]) -> bool {
+    headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("upgrade")
+            || (h.name.eq_ignore_ascii_case("connection")
+                && tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"upgrade")))
+    })
 }
 
 /// A head with more header lines than the fast path's storage: checked with
@@ -146,12 +166,13 @@ fn check_large(buf: &[u8], max_headers: usize) -> Parsed<'static, 'static> {
     let mut req = httparse::Request::new(&mut storage);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => match check(&req, &buf[..len]) {
-            Ok(()) => Parsed::HandOff,
+            Ok(_) if wants_upgrade(req.headers) => Parsed::HandOff(HandOff::Connection),
+            Ok(body) => Parsed::HandOff(HandOff::Request(Boundary { head_len: len, body })),
             Err(r) => Parsed::Refuse(r),
         },
         Ok(httparse::Status::Partial) => Parsed::Partial,
         Err(httparse::Error::TooManyHeaders) => Parsed::Refuse(Refusal::TooManyHeaders),
-        Err(httparse::Error::Version) => Parsed::HandOff,
+        Err(httparse::Error::Version) => Parsed::HandOff(HandOff::Connection),
         Err(_) => Parsed::Refuse(Refusal::Malformed),
     }
 }

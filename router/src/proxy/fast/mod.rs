@@ -19,6 +19,7 @@
 
 mod chunked;
 mod head;
+mod one;
 mod pool;
 mod rewind;
 
@@ -35,12 +36,12 @@ use tokio::time::{Instant, Sleep};
 
 pub use pool::Pool;
 
-use super::framing::Refusal;
+use super::framing::{BodyFraming, Refusal};
 use super::{MAX_ATTEMPTS, Proxy, RouteName, headers, idempotent_name};
 use crate::routes::{HostHeader, Route};
 use crate::serve::{Conn, Drain, hyper_conn};
 use chunked::Chunked;
-use head::{Framing, MAX_HEADERS, Parsed};
+use head::{Framing, HandOff, MAX_HEADERS, Parsed};
 
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -61,20 +62,22 @@ pub async fn serve_conn(proxy: Arc<Proxy>, mut stream: TcpStream, conn: Conn, mu
         local_port: conn.local.port().to_string(),
         ..Scratch::default()
     };
-    match proxy.run(&mut stream, &mut buf, conn, &mut drain, &mut io, head_timer).await {
-        End::Close => {}
-        End::HandOff => {
-            let p = proxy.clone();
-            let io = rewind::Rewind::new(buf.freeze(), stream);
-            hyper_conn(
-                io,
-                conn,
-                move |req, c| p.clone().handle(req, c),
-                drain,
-                proxy.header_timeout,
-                proxy.head_limits,
-            )
-            .await;
+    loop {
+        match proxy.run(&mut stream, &mut buf, conn, &mut drain, &mut io, head_timer.as_mut()).await {
+            End::Close => return,
+            End::HandOff(HandOff::Request(boundary)) => {
+                match one::serve(proxy.clone(), stream, std::mem::take(&mut buf), boundary, conn).await {
+                    Some((s, rest)) => (stream, buf) = (s, rest),
+                    None => return,
+                }
+            }
+            End::HandOff(HandOff::Connection) => {
+                let p = proxy.clone();
+                let io = rewind::Rewind::new(buf.freeze(), stream);
+                let limits = proxy.head_limits;
+                hyper_conn(io, conn, move |req, c| p.clone().handle(req, c), drain, proxy.header_timeout, limits).await;
+                return;
+            }
         }
     }
 }
@@ -82,7 +85,7 @@ pub async fn serve_conn(proxy: Arc<Proxy>, mut stream: TcpStream, conn: Conn, mu
 /// How a connection leaves the fast path.
 enum End {
     Close,
-    HandOff,
+    HandOff(HandOff),
 }
 
 /// What is left to do after one exchange.
@@ -91,7 +94,7 @@ enum Next {
     /// buffer (head and body) were this request's.
     KeepAlive(usize),
     Close,
-    HandOff,
+    HandOff(HandOff),
 }
 
 /// Buffers reused by every request on a connection, and what the forwarding
@@ -168,7 +171,7 @@ impl Proxy {
                 let mut storage = head::request_storage();
                 let max_head = self.head_limits.bytes;
                 match head::parse_request(buf, &mut storage, self.head_limits.headers) {
-                    Parsed::HandOff => return End::HandOff,
+                    Parsed::HandOff(h) => return End::HandOff(h),
                     Parsed::Refuse(why) => return self.refuse(stream, why).await,
                     Parsed::Partial if buf.len() >= max_head => {
                         return self.refuse(stream, Refusal::HeadTooLarge).await;
@@ -186,7 +189,7 @@ impl Proxy {
                                 }
                             }
                             Next::Close => return End::Close,
-                            Next::HandOff => return End::HandOff,
+                            Next::HandOff(h) => return End::HandOff(h),
                         }
                         break;
                     }
@@ -237,7 +240,10 @@ impl Proxy {
     ) -> Next {
         let started = Instant::now();
         let snapshot = self.shared.snapshot.load_full();
-        let Some(route) = self.fast_route(&snapshot.table, req, conn) else { return Next::HandOff };
+        let Some(route) = self.fast_route(&snapshot.table, req, conn) else {
+            let body = BodyFraming { content_length: Some(req.content_length), chunked: false };
+            return Next::HandOff(HandOff::Request(one::Boundary { head_len: req.len, body }));
+        };
         let opts = &route.opts;
         let body_in_buf = rest.len().min(usize::try_from(req.content_length).unwrap_or(usize::MAX));
         let retryable = idempotent_name(req.method) && req.content_length == 0;

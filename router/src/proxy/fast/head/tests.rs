@@ -12,7 +12,7 @@ fn parse(raw: &str) -> Option<(String, String, Option<String>, u64, bool, usize)
             r.len,
         )),
         Parsed::Partial => panic!("partial: {raw:?}"),
-        Parsed::HandOff => None,
+        Parsed::HandOff(_) => None,
         Parsed::Refuse(why) => panic!("refused ({why}): {raw:?}"),
     }
 }
@@ -35,7 +35,7 @@ fn verdict(raw: &str) -> Result<bool, Refusal> {
     let mut storage = request_storage();
     match parse_request(raw.as_bytes(), &mut storage, 100) {
         Parsed::Request(_) => Ok(true),
-        Parsed::HandOff => Ok(false),
+        Parsed::HandOff(_) => Ok(false),
         Parsed::Partial => panic!("partial: {raw:?}"),
         Parsed::Refuse(why) => Err(why),
     }
