@@ -140,9 +140,11 @@ async fn serve(mut s: TcpStream, conn: usize, log: Arc<Mutex<Vec<Seen>>>) {
             "/resp/split" => {
                 "HTTP/1.1 200 OK\r\nX-A: 1\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nhijack!".to_string()
             }
+            // A body that ends when the connection does.
+            "/resp/until-close" => "HTTP/1.0 200 OK\r\n\r\nuntil close".to_string(),
             t => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\nseen {t}", t.len() + 5),
         };
-        if s.write_all(out.as_bytes()).await.is_err() {
+        if s.write_all(out.as_bytes()).await.is_err() || target == "/resp/until-close" {
             return;
         }
     }
@@ -548,6 +550,14 @@ async fn pipelines_mixing_both_paths() {
 async fn ambiguous_responses_are_not_passed_on_and_their_connection_is_dropped() {
     let st = setup(&[]).await;
     for host in ["fast.test", "hyper.test"] {
+        // A sound response without a length first, twice on one client connection.
+        for _ in 0..2 {
+            let r = st.router.get(host, "/resp/until-close").await.expect("answer");
+            assert_eq!(r.status().as_u16(), 200);
+            let body = tokio::time::timeout(Duration::from_secs(3), r.text()).await;
+            assert_eq!(body.ok().and_then(Result::ok).as_deref(), Some("until close"), "{host}");
+        }
+        st.backend.take();
         for kind in ["two-lengths", "length-and-chunked", "split"] {
             // Twice: the second request must not meet what the first
             // response left on the upstream connection.

@@ -182,4 +182,66 @@ mod tests {
             assert!(run(body, 1).is_err(), "{:?}", String::from_utf8_lossy(body));
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            let mut c = ProptestConfig::default();
+            if std::env::var_os("PROPTEST_CASES").is_none() {
+                c.cases = 3000;
+            }
+            c.failure_persistence = None;
+            c
+        }
+
+        /// A well-formed chunked body from arbitrary chunks and trailers.
+        fn encode(chunks: &[Vec<u8>], trailers: &[(String, String)]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for c in chunks.iter().filter(|c| !c.is_empty()) {
+                out.extend(format!("{:x};e=1\r\n", c.len()).into_bytes());
+                out.extend(c);
+                out.extend(b"\r\n");
+            }
+            out.extend(b"0\r\n");
+            for (k, v) in trailers {
+                out.extend(format!("{k}: {v}\r\n").into_bytes());
+            }
+            out.extend(b"\r\n");
+            out
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Random bytes in random pieces: no panic, never more consumed
+            /// than given, and the same verdict however the bytes are cut.
+            #[test]
+            fn random_input_never_panics(body in prop::collection::vec(any::<u8>(), 0..400), step in 1usize..64) {
+                let whole = run(&body, body.len().max(1));
+                let pieces = run(&body, step);
+                if let (Ok(a), Ok(b)) = (&whole, &pieces) {
+                    prop_assert_eq!(a, b);
+                    prop_assert!(a.0 <= body.len());
+                }
+                prop_assert_eq!(whole.is_err(), pieces.is_err());
+            }
+
+            /// A well-formed body with anything after it: the end is found
+            /// exactly, in any pieces.
+            #[test]
+            fn well_formed_bodies_end_exactly(
+                chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..6),
+                trailers in prop::collection::vec(("[a-z]{1,8}", "[a-z0-9 ]{0,8}"), 0..3),
+                after in prop::collection::vec(any::<u8>(), 0..40),
+                step in 1usize..100,
+            ) {
+                let body = encode(&chunks, &trailers);
+                let mut input = body.clone();
+                input.extend(&after);
+                prop_assert_eq!(run(&input, step), Ok((body.len(), true)));
+            }
+        }
+    }
 }

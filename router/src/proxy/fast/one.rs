@@ -217,7 +217,10 @@ pub async fn serve(
                 _ => connection_has(req.headers(), "keep-alive") && !connection_has(req.headers(), "close"),
             };
             let resp = proxy.handle(req, conn).await;
-            keep.store(persistent && !connection_has(resp.headers(), "close"), Ordering::Relaxed);
+            // hyper ends the connection after an HTTP/1.0 response (its body
+            // may be delimited by the close) or one that says close.
+            let resp_keeps = resp.version() == http::Version::HTTP_11 && !connection_has(resp.headers(), "close");
+            keep.store(persistent && resp_keeps, Ordering::Relaxed);
             let resp = match done {
                 Some(d) => resp.map(|b| Notify { inner: b, _done: d }.boxed()),
                 None => resp,
