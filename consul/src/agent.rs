@@ -26,7 +26,7 @@ impl Client {
 
     /// Removes a service and its checks from the agent.
     pub async fn deregister_service(&self, service_id: &str) -> Result<(), Error> {
-        let path = format!("v1/agent/service/deregister/{}", segment(service_id));
+        let path = format!("v1/agent/service/deregister/{}", segment(service_id)?);
         self.put_json::<()>(&path, &[], None).await.map(drop)
     }
 
@@ -42,7 +42,7 @@ impl Client {
             TtlStatus::Warn => "warn",
             TtlStatus::Fail => "fail",
         };
-        let path = format!("v1/agent/check/{verb}/{}", segment(check_id));
+        let path = format!("v1/agent/check/{verb}/{}", segment(check_id)?);
         let q = if note.is_empty() { vec![] } else { vec![("note", note.to_string())] };
         self.put_json::<()>(&path, &q, None).await.map(drop)
     }

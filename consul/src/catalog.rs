@@ -29,7 +29,7 @@ impl Client {
     /// node's registration changes, so a watcher that follows each node
     /// re-reads one node's services per change instead of the whole catalog.
     pub async fn catalog_node(&self, node: &str, opts: &QueryOptions) -> Result<Response<Option<CatalogNode>>, Error> {
-        let path = format!("v1/catalog/node/{}", segment(node));
+        let path = format!("v1/catalog/node/{}", segment(node)?);
         let r = self.get_opt::<Option<CatalogNode>>(&path, &[], opts).await?;
         Ok(r.map(Option::flatten))
     }

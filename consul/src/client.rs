@@ -197,7 +197,29 @@ impl Client {
 }
 
 /// Percent-encodes one path segment (service names, check IDs with `:`).
-pub(crate) fn segment(s: &str) -> String {
+/// A name that cannot be one segment is an error naming it: `.` and `..`
+/// (Consul accepts a node named so) are dot-segments every URL parser
+/// removes, even percent-encoded (`%2E`), so the request would go to
+/// another endpoint; an empty name addresses the collection.
+pub(crate) fn segment(s: &str) -> Result<String, Error> {
+    if s.is_empty() {
+        return Err(Error::InvalidName { name: s.to_string(), reason: "empty" });
+    }
+    key_segment(s)
+}
+
+/// Whether `name` can be one segment of a request path (see [`segment`]):
+/// a caller that reads names from Consul skips the others with a problem.
+pub fn usable_in_path(name: &str) -> bool {
+    segment(name).is_ok()
+}
+
+/// One segment of a KV key: may be empty (`a//b`, or the root), never a
+/// dot-segment.
+fn key_segment(s: &str) -> Result<String, Error> {
+    if s == "." || s == ".." {
+        return Err(Error::InvalidName { name: s.to_string(), reason: "a dot-segment cannot be part of a URL path" });
+    }
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) {
@@ -206,12 +228,12 @@ pub(crate) fn segment(s: &str) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    out
+    Ok(out)
 }
 
 /// Percent-encodes a KV key, keeping its `/` separators.
-pub(crate) fn key_path(key: &str) -> String {
-    key.split('/').map(segment).collect::<Vec<_>>().join("/")
+pub(crate) fn key_path(key: &str) -> Result<String, Error> {
+    Ok(key.split('/').map(key_segment).collect::<Result<Vec<_>, _>>()?.join("/"))
 }
 
 #[cfg(test)]
@@ -229,9 +251,17 @@ mod tests {
 
     #[test]
     fn segments_are_escaped() {
-        assert_eq!(segment("node:web:80"), "node:web:80");
-        assert_eq!(segment("a b/c?"), "a%20b%2Fc%3F");
-        assert_eq!(key_path("router/config"), "router/config");
-        assert_eq!(key_path("a b/c"), "a%20b/c");
+        assert_eq!(segment("node:web:80").unwrap(), "node:web:80");
+        assert_eq!(segment("a b/c?").unwrap(), "a%20b%2Fc%3F");
+        assert_eq!(segment("a.b").unwrap(), "a.b");
+        assert_eq!(segment("...").unwrap(), "...");
+        for bad in ["", ".", ".."] {
+            assert!(matches!(segment(bad), Err(Error::InvalidName { .. })), "{bad:?}");
+        }
+        assert_eq!(key_path("router/config").unwrap(), "router/config");
+        assert_eq!(key_path("a b/c").unwrap(), "a%20b/c");
+        assert_eq!(key_path("").unwrap(), "");
+        assert!(key_path("a/../b").is_err());
+        assert!(key_path("./a").is_err());
     }
 }

@@ -8,6 +8,11 @@ pub enum Error {
     #[error("invalid Consul address {addr:?}: {reason}")]
     InvalidAddress { addr: String, reason: String },
 
+    /// A name from the caller (a node, service, check or KV key, often read
+    /// from Consul itself) that cannot be placed in a request URL.
+    #[error("name {name:?} cannot be used in a Consul URL: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+
     /// No HTTP answer: connection refused, DNS failure, timeout.
     #[error("{endpoint}: Consul unreachable: {source}")]
     Transport {

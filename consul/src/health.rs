@@ -15,7 +15,7 @@ impl Client {
         passing_only: bool,
         opts: &QueryOptions,
     ) -> Result<Response<Vec<ServiceEntry>>, Error> {
-        let path = format!("v1/health/service/{}", segment(name));
+        let path = format!("v1/health/service/{}", segment(name)?);
         let extra = if passing_only { vec![("passing", "1".to_string())] } else { vec![] };
         self.get(&path, &extra, opts).await
     }
@@ -31,7 +31,7 @@ impl Client {
     /// service on it. Read together with the node's catalog entry, it gives a
     /// consistent view of one node without reading the whole datacenter.
     pub async fn health_node(&self, node: &str, opts: &QueryOptions) -> Result<Response<Vec<HealthCheck>>, Error> {
-        let path = format!("v1/health/node/{}", segment(node));
+        let path = format!("v1/health/node/{}", segment(node)?);
         self.get(&path, &[], opts).await
     }
 }

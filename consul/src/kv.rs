@@ -33,7 +33,7 @@ impl Client {
     /// `GET /v1/kv/:key`: the entry, or `None` when the key does not exist
     /// (with an index to block on until it does).
     pub async fn kv_get(&self, key: &str, opts: &QueryOptions) -> Result<Response<Option<KvPair>>, Error> {
-        let path = format!("v1/kv/{}", key_path(key));
+        let path = format!("v1/kv/{}", key_path(key)?);
         let r = self.get_opt::<Vec<RawPair>>(&path, &[], opts).await?;
         let endpoint = format!("GET /{path}");
         r.try_map(|pairs| pairs.and_then(|v| v.into_iter().next()).map(|raw| decode(&endpoint, raw)).transpose())
@@ -41,7 +41,7 @@ impl Client {
 
     /// `GET /v1/kv/:prefix?recurse`: every entry under a prefix.
     pub async fn kv_list(&self, prefix: &str, opts: &QueryOptions) -> Result<Response<Vec<KvPair>>, Error> {
-        let path = format!("v1/kv/{}", key_path(prefix));
+        let path = format!("v1/kv/{}", key_path(prefix)?);
         let r = self.get_opt::<Vec<RawPair>>(&path, &[("recurse", String::new())], opts).await?;
         let endpoint = format!("GET /{path}");
         r.try_map(|pairs| pairs.unwrap_or_default().into_iter().map(|raw| decode(&endpoint, raw)).collect())
@@ -49,13 +49,13 @@ impl Client {
 
     /// `PUT /v1/kv/:key`: stores a value; Consul answers whether it did.
     pub async fn kv_put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<bool, Error> {
-        let path = format!("v1/kv/{}", key_path(key));
+        let path = format!("v1/kv/{}", key_path(key)?);
         let body = self.put_raw(&path, value.into()).await?;
         Ok(body.trim() == "true")
     }
 
     /// `DELETE /v1/kv/:key`.
     pub async fn kv_delete(&self, key: &str) -> Result<(), Error> {
-        self.delete(&format!("v1/kv/{}", key_path(key)), &[]).await
+        self.delete(&format!("v1/kv/{}", key_path(key)?), &[]).await
     }
 }

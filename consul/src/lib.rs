@@ -24,7 +24,7 @@ mod types;
 pub use agent::TtlStatus;
 pub use backoff::Backoff;
 pub use blocking::{QueryOptions, Response, WatchIndex};
-pub use client::{Client, Config};
+pub use client::{Client, Config, usable_in_path};
 pub use error::Error;
 pub use types::{
     AgentService, CatalogNode, CatalogService, CheckRegistration, CheckStatus, HealthCheck, KvPair, Node, ServiceEntry,

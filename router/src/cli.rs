@@ -77,6 +77,19 @@ pub struct Cli {
           value_parser = clap::value_parser!(u16).range(16..=1000).map(usize::from))]
     pub max_headers: usize,
 
+    /// Longest service tag kept, in bytes; a longer one is skipped and shown
+    /// as a problem naming the service (tags are set by whoever runs a
+    /// container, so their size is not trusted).
+    #[arg(long, env = "ROUTER_MAX_TAG_BYTES", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(256..=65536).map(|v| v as usize))]
+    pub max_tag_bytes: usize,
+
+    /// Largest overrides text (the Consul KV value) applied, in bytes; a
+    /// larger one is a problem and the last accepted overrides stay.
+    #[arg(long, env = "ROUTER_MAX_OVERRIDES_BYTES", default_value_t = 512 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024).map(|v| v as usize))]
+    pub max_overrides_bytes: usize,
+
     /// On SIGTERM/SIGINT: how long in-flight requests may still run after the
     /// listeners close.
     #[arg(long, env = "ROUTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]

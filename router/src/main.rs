@@ -69,6 +69,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
                 backoff_max: Duration::from_secs(5),
             },
             coalesce: cli.coalesce,
+            limits: discovery::Limits { tag_bytes: cli.max_tag_bytes, overrides_bytes: cli.max_overrides_bytes },
         },
         shared.clone(),
     );

@@ -22,7 +22,7 @@ mod state;
 pub mod status;
 mod watch;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,8 @@ use consul::{QueryOptions, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::routes::{Instance, Table};
+use crate::routes::{Instance, Problem, Table};
+pub use state::Limits;
 use state::{Action, Event, State};
 pub use status::{Shared, Snapshot};
 pub use watch::Timing;
@@ -43,6 +44,7 @@ pub struct Config {
     pub timing: Timing,
     /// How long to wait for more changes before rebuilding.
     pub coalesce: Duration,
+    pub limits: Limits,
 }
 
 /// Starts the watches and the coordinator; they run until the process ends.
@@ -61,7 +63,8 @@ struct Coordinator {
     rx: mpsc::Receiver<Event>,
     state: State,
     node_watches: BTreeMap<String, JoinHandle<()>>,
-    last_problems: Vec<String>,
+    /// The problems last logged, so each is logged once.
+    last_problems: BTreeSet<(String, String)>,
     /// A fingerprint of what the published table was built from: a wake-up
     /// that changes nothing that matters (a check's output, another node's
     /// index) does not rebuild or republish. A fingerprint rather than a
@@ -72,15 +75,16 @@ struct Coordinator {
 impl Coordinator {
     fn new(client: consul::Client, config: Config, shared: Arc<Shared>) -> Self {
         let (tx, rx) = mpsc::channel(1024);
+        let state = State::new(config.limits);
         Coordinator {
             client,
             config,
             shared,
             tx,
             rx,
-            state: State::default(),
+            state,
             node_watches: BTreeMap::new(),
-            last_problems: Vec::new(),
+            last_problems: BTreeSet::new(),
             last_input: None,
         }
     }
@@ -192,25 +196,37 @@ impl Coordinator {
         }
     }
 
+    /// Logs each problem once, when it first appears (and says when one is
+    /// gone): a rebuild repeats none, however many there are. Before, every
+    /// change logged the whole list (100 services with a bad tag each wrote
+    /// 5,150 lines while they registered).
+    fn log_problems(&mut self, problems: &[Problem]) {
+        let now: BTreeSet<(String, String)> = problems.iter().map(|p| (p.source.clone(), p.message.clone())).collect();
+        for (source, problem) in now.difference(&self.last_problems) {
+            tracing::warn!(source = %source, problem = %problem, "route skipped");
+        }
+        for (source, _) in self.last_problems.difference(&now) {
+            tracing::info!(source = %source, "problem resolved");
+        }
+        self.last_problems = now;
+    }
+
     fn publish(&mut self) {
         let started = Instant::now();
         let prefix = &self.config.tag_prefix;
         let instances = self.state.instances(prefix);
         let overrides = self.state.overrides().to_string();
-        let input = fingerprint(&instances, &overrides);
+        let input = fingerprint(&instances, &overrides, self.state.problems());
         if self.last_input == Some(input) {
             tracing::trace!("no routing-relevant change");
             return;
         }
-        let (mut table, problems) = Table::build(&instances, &overrides, prefix);
+        let (mut table, mut problems) = Table::build(&instances, &overrides, prefix);
         table.keep_stats(&self.shared.snapshot.load().table);
-        let shown: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.source, p.message)).collect();
-        if shown != self.last_problems {
-            for p in &problems {
-                tracing::warn!(source = %p.source, problem = %p.message, "route skipped");
-            }
-            self.last_problems = shown;
-        }
+        problems.extend(
+            self.state.problems().map(|(source, message)| Problem { source: source.clone(), message: message.clone() }),
+        );
+        self.log_problems(&problems);
         let routes = table.len();
         let n = instances.len();
         self.shared.snapshot.store(Arc::new(Snapshot {
@@ -230,12 +246,19 @@ impl Coordinator {
 /// 128 bits that change whenever the instances or the overrides do (two
 /// 64-bit hashes with different seeds; a collision would only delay one
 /// rebuild until the next change).
-fn fingerprint(instances: &[Instance], overrides: &str) -> u128 {
+fn fingerprint<'a>(
+    instances: &[Instance],
+    overrides: &str,
+    skipped: impl Iterator<Item = (&'a String, &'a String)> + Clone,
+) -> u128 {
     use std::hash::{BuildHasher, Hash, Hasher};
     let hash = |seed: u64| {
         let mut h = foldhash::quality::FixedState::with_seed(seed).build_hasher();
         instances.hash(&mut h);
         overrides.hash(&mut h);
+        for p in skipped.clone() {
+            p.hash(&mut h);
+        }
         h.finish()
     };
     (u128::from(hash(0x9e37_79b9_7f4a_7c15)) << 64) | u128::from(hash(0xc2b2_ae3d_27d4_eb4f))
@@ -244,6 +267,10 @@ fn fingerprint(instances: &[Instance], overrides: &str) -> u128 {
 #[cfg(test)]
 mod fingerprint_tests {
     use super::*;
+
+    fn none() -> std::iter::Empty<(&'static String, &'static String)> {
+        std::iter::empty()
+    }
 
     #[test]
     fn any_change_of_input_changes_the_fingerprint() {
@@ -254,8 +281,8 @@ mod fingerprint_tests {
             port: 80,
             tags: vec!["urlprefix-a.com/".into()],
         };
-        let base = fingerprint(std::slice::from_ref(&a), "");
-        assert_eq!(base, fingerprint(std::slice::from_ref(&a.clone()), ""), "same input, same fingerprint");
+        let base = fingerprint(std::slice::from_ref(&a), "", none());
+        assert_eq!(base, fingerprint(std::slice::from_ref(&a.clone()), "", none()), "same input, same fingerprint");
         let mut b = a.clone();
         b.port = 81;
         let mut c = a.clone();
@@ -263,12 +290,13 @@ mod fingerprint_tests {
         let mut d = a.clone();
         d.address = "10.0.0.2".into();
         for changed in [
-            fingerprint(&[b], ""),
-            fingerprint(&[c], ""),
-            fingerprint(&[d], ""),
-            fingerprint(std::slice::from_ref(&a), "route del web"),
-            fingerprint(&[a.clone(), a.clone()], ""),
-            fingerprint(&[], ""),
+            fingerprint(&[b], "", none()),
+            fingerprint(&[c], "", none()),
+            fingerprint(&[d], "", none()),
+            fingerprint(std::slice::from_ref(&a), "route del web", none()),
+            fingerprint(&[a.clone(), a.clone()], "", none()),
+            fingerprint(&[], "", none()),
+            fingerprint(std::slice::from_ref(&a), "", [(&"node \".\"".to_string(), &"x".to_string())].into_iter()),
         ] {
             assert_ne!(changed, base);
         }
