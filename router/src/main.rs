@@ -11,6 +11,7 @@ mod discovery;
 mod memory;
 mod metrics;
 mod proxy;
+mod ratelimit;
 mod serve;
 
 use router::{cli, routes};
@@ -84,6 +85,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         connect_timeout: cli.connect_timeout,
         header_timeout: cli.header_timeout,
         head_limits: serve::HeadLimits { bytes: cli.max_header_bytes, headers: cli.max_headers },
+        warnings: ratelimit::Limiter::new(Duration::from_secs(10), 5),
     });
     let sweeper = proxy.clone();
     tokio::spawn(async move {

@@ -44,6 +44,9 @@ pub struct Proxy {
     /// How long a client has for each request head, idle time included.
     pub header_timeout: Duration,
     pub head_limits: crate::serve::HeadLimits,
+    /// Repeated upstream warnings, by upstream: a dead one under load
+    /// would otherwise write a line per request.
+    pub warnings: crate::ratelimit::Limiter,
 }
 
 /// Attempts per request: the first target and one retry elsewhere.
@@ -76,6 +79,12 @@ fn empty_body() -> UpBody {
 }
 
 impl Proxy {
+    /// Whether a warning about `target` is logged now (rate-limited, see
+    /// [`crate::ratelimit`]); `Some(n)` with how many were left out.
+    fn may_warn(&self, target: &http::Uri) -> Option<u64> {
+        self.warnings.allow(target.authority().map_or("", |a| a.as_str()))
+    }
+
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Conn) -> Response<RespBody> {
         let started = Instant::now();
         // The fast path checked the connection's first head; hyper reads the
@@ -191,7 +200,9 @@ impl Proxy {
             let captured = hyper_util::client::legacy::connect::capture_connection(&mut out);
             match tokio::time::timeout(self.upstream_timeout, upstream.request(out)).await {
                 Err(_) => {
-                    tracing::warn!(route = %RouteName(route), target = %target.url, timeout = ?self.upstream_timeout, "upstream timed out");
+                    if let Some(suppressed) = self.may_warn(&target.url) {
+                        tracing::warn!(route = %RouteName(route), target = %target.url, timeout = ?self.upstream_timeout, suppressed, "upstream timed out");
+                    }
                     return text(StatusCode::GATEWAY_TIMEOUT, GATEWAY_TIMEOUT_TEXT.into());
                 }
                 Ok(Err(_)) if client_body_failed.load(Ordering::Relaxed) => {
@@ -203,7 +214,9 @@ impl Proxy {
                 Ok(Err(e)) => {
                     let connect = e.is_connect();
                     last_error = format!("{}: {}", target.url, error_chain(&e)).into();
-                    tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect, "upstream failed");
+                    if let Some(suppressed) = self.may_warn(&target.url) {
+                        tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect, suppressed, "upstream failed");
+                    }
                     if connect && retryable {
                         continue;
                     }
@@ -221,7 +234,9 @@ impl Proxy {
                     }
                     drop(resp);
                     last_error = format!("{}: ambiguous response head: {why}", target.url).into();
-                    tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, "upstream failed");
+                    if let Some(suppressed) = self.may_warn(&target.url) {
+                        tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, suppressed, "upstream failed");
+                    }
                     break;
                 }
                 Ok(Ok(mut resp)) => {

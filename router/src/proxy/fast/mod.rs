@@ -303,7 +303,9 @@ impl Proxy {
                     body_taken |= taken;
                     match failed {
                         Failed::Timeout => {
-                            tracing::warn!(route = %RouteName(route), target = %target.url, timeout = ?self.upstream_timeout, "upstream timed out");
+                            if let Some(suppressed) = self.may_warn(&target.url) {
+                                tracing::warn!(route = %RouteName(route), target = %target.url, timeout = ?self.upstream_timeout, suppressed, "upstream timed out");
+                            }
                             route.stats.observe(504, started.elapsed());
                             return self
                                 .simple(
@@ -319,7 +321,9 @@ impl Proxy {
                         }
                         Failed::Connect(e) => {
                             last_error = format!("{}: {e}", target.url).into();
-                            tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect = true, "upstream failed");
+                            if let Some(suppressed) = self.may_warn(&target.url) {
+                                tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect = true, suppressed, "upstream failed");
+                            }
                             if retryable {
                                 continue;
                             }
@@ -327,7 +331,9 @@ impl Proxy {
                         }
                         Failed::Other(e) => {
                             last_error = format!("{}: {e}", target.url).into();
-                            tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect = false, "upstream failed");
+                            if let Some(suppressed) = self.may_warn(&target.url) {
+                                tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect = false, suppressed, "upstream failed");
+                            }
                             break;
                         }
                     }
@@ -452,9 +458,11 @@ impl Proxy {
             }
             Framing::Chunked => {
                 let mut c = Chunked::default();
-                let now = c
-                    .feed(&io.up[body_start..io.filled])
-                    .map_err(|e| tracing::warn!(upstream = %addr, error = %e, "bad chunked response"))?;
+                let now = c.feed(&io.up[body_start..io.filled]).map_err(|e| {
+                    if let Some(suppressed) = self.warnings.allow(&addr.to_string()) {
+                        tracing::warn!(upstream = %addr, error = %e, suppressed, "bad chunked response");
+                    }
+                })?;
                 reusable &= now == avail;
                 (now, (!c.done()).then_some(Body::Chunked(c)))
             }
@@ -475,9 +483,11 @@ impl Proxy {
                 if n == 0 {
                     return Err(());
                 }
-                let used = c
-                    .feed(&io.up[..n])
-                    .map_err(|e| tracing::warn!(upstream = %addr, error = %e, "bad chunked response"))?;
+                let used = c.feed(&io.up[..n]).map_err(|e| {
+                    if let Some(suppressed) = self.warnings.allow(&addr.to_string()) {
+                        tracing::warn!(upstream = %addr, error = %e, suppressed, "bad chunked response");
+                    }
+                })?;
                 client.write_all(&io.up[..used]).await.map_err(drop)?;
                 if c.done() {
                     reusable &= used == n;

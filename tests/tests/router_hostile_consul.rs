@@ -1,0 +1,97 @@
+//! Consul data the router did not expect, through a real Consul: catalog
+//! nodes named `.` and `..` (Consul accepts both), tags far longer than any
+//! route, and many services with a bad tag each. None stops routing; each is
+//! a problem naming its source, logged once.
+
+mod router_support;
+
+use std::time::Duration;
+
+use integration_tests::{ConsulAgent, wait_until};
+use router_support::{Backend, Router, register};
+
+const T: Duration = Duration::from_secs(15);
+
+/// Registers `service` on catalog node `node` (created by the call) with
+/// `tags`, as an external-service registration does.
+async fn catalog_register(consul: &ConsulAgent, node: &str, service: &str, port: u16, tags: &[String]) {
+    let body = serde_json::json!({
+        "Node": node,
+        "Address": "127.0.0.1",
+        "Service": { "ID": format!("{service}-{port}"), "Service": service, "Port": port, "Tags": tags },
+    });
+    let url = format!("{}/v1/catalog/register", consul.http_addr());
+    let r = reqwest::Client::new().put(url).json(&body).send().await.expect("Consul answers");
+    assert!(r.status().is_success(), "catalog/register {node:?}: {}", r.text().await.unwrap_or_default());
+}
+
+async fn problems(router: &Router) -> Vec<(String, String)> {
+    let v = router.admin_json("/api/problems").await;
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    (p["source"].as_str().unwrap_or("").to_string(), p["message"].as_str().unwrap_or("").to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn nodes_named_dot_do_not_freeze_routing() {
+    let consul = ConsulAgent::start().await.expect("consul starts");
+    let web = Backend::start("web").await;
+    let late = Backend::start("late").await;
+    // Before the router starts: a router started in this state must route.
+    for node in [".", ".."] {
+        catalog_register(&consul, node, "dot", web.port(), &["urlprefix-dot.test/".into()]).await;
+    }
+    register(&consul.client(), "web1", "web", web.port(), &["urlprefix-web.test/"]).await;
+    let router = Router::start(&consul, &[]).await;
+    router.wait_routed_to("web.test", "/", "web", T).await;
+    // Changes keep reaching the table.
+    register(&consul.client(), "late1", "late", late.port(), &["urlprefix-late.test/"]).await;
+    router.wait_routed_to("late.test", "/", "late", T).await;
+    assert_eq!(router.fetch("dot.test", "/").await.0, 404, "the unusable nodes' services are not routed");
+    let p = problems(&router).await;
+    for node in ["node \".\"", "node \"..\""] {
+        assert!(p.iter().any(|(s, _)| s == node), "no problem names {node}: {p:?}");
+    }
+    let health = router.health().await.expect("health");
+    assert_eq!(health.0, 200, "{health:?}");
+}
+
+#[tokio::test]
+async fn long_tags_are_skipped_and_bad_tags_logged_once() {
+    let consul = ConsulAgent::start().await.expect("consul starts");
+    let web = Backend::start("web").await;
+    let router = Router::start(&consul, &["--max-tag-bytes", "1024"]).await;
+    let c = consul.client();
+    // 30 services with one bad tag each, registered one after another (each
+    // a rebuild), and one with a 100 KB tag.
+    for i in 0..30 {
+        register(&c, &format!("bad{i}"), &format!("bad{i}"), web.port(), &["urlprefix-nopath.test"]).await;
+    }
+    let huge = format!("urlprefix-huge.test/ {}", "x".repeat(100_000));
+    register(&c, "huge1", "huge", web.port(), &[huge.as_str(), "urlprefix-huge.test/ok"]).await;
+    register(&c, "web1", "web", web.port(), &["urlprefix-web.test/"]).await;
+    router.wait_routed_to("web.test", "/", "web", T).await;
+    router.wait_routed_to("huge.test", "/ok", "web", T).await;
+    let ok = wait_until(T, || async { (problems(&router).await.len() == 31).then_some(()) }).await;
+    assert!(ok.is_some(), "{:?}", problems(&router).await);
+    let p = problems(&router).await;
+    let long = p.iter().find(|(s, _)| s.contains("huge1")).expect("a problem names the service");
+    assert!(long.1.len() < 300, "the problem does not repeat the tag: {} bytes", long.1.len());
+    assert!(p.iter().all(|(s, m)| s.len() + m.len() < 1000), "no problem carries the tag's text");
+    // Each problem logged once, not once per rebuild.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = router.daemon.logs();
+    let skipped = logs.lines().filter(|l| l.contains("route skipped")).count();
+    assert_eq!(
+        skipped,
+        31,
+        "route skipped lines:\n{}",
+        logs.lines().filter(|l| l.contains("skipped")).take(5).collect::<Vec<_>>().join("\n")
+    );
+}
