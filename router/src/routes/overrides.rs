@@ -354,4 +354,36 @@ mod tests {
         assert_eq!(got[2], (7, Ok(Command::Del(Del::Service("api".into())))));
         assert!(parse("").is_empty());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            let mut c = ProptestConfig::default();
+            if std::env::var_os("PROPTEST_CASES").is_none() {
+                c.cases = 5000;
+            }
+            c.failure_persistence = None;
+            c
+        }
+
+        fn lineish() -> impl Strategy<Value = String> {
+            let word = prop::sample::select(vec![
+                "route", "add", "del", "weight", "svc", "a.com/", "/p", "http://10.0.0.1:80/", "tags", "\"", "\"a,b\"",
+                "opts", "\"strip=/p\"", "0.5", "-1", "NaN", "1e309", " ", "\t", "\n", "#", "\\", "'", "\u{e9}", "\0",
+            ]);
+            prop::collection::vec(word, 0..14).prop_map(|w| w.join(" "))
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn any_text_parses_line_by_line(text in prop_oneof![lineish(), any::<String>()]) {
+                let lines = parse(&text);
+                prop_assert!(lines.len() <= text.lines().count());
+            }
+        }
+    }
 }

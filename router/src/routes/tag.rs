@@ -162,4 +162,39 @@ mod tests {
         assert!(err("urlprefix-/ redirect=200,http://x").contains("redirect"));
         assert!(err("urlprefix-/ allow=ip:1.2.3.4/99").contains("prefix length"));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            let mut c = ProptestConfig::default();
+            if std::env::var_os("PROPTEST_CASES").is_none() {
+                c.cases = 5000;
+            }
+            c.failure_persistence = None;
+            c
+        }
+
+        /// Tags from the grammar's own pieces, shuffled and broken.
+        fn tagish() -> impl Strategy<Value = String> {
+            let word = prop::sample::select(vec![
+                "urlprefix-", "a.com", "*.a.com", "[::1]", "/", "/p", "//", "?", "=", " ", "\t", "strip=", "prepend=",
+                "host=", "proto=", "https", "allow=", "deny=", "ip:10.0.0.0/8", "redirect=", "301,", "http://x/$path",
+                "weight=", "0.5", "tlsskipverify=", "true", ":80", "\u{e9}", "\0", "%", ",", "register=",
+            ]);
+            prop::collection::vec(word, 0..12).prop_map(|w| w.concat())
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn any_tag_parses_or_says_why(tag in prop_oneof![tagish(), any::<String>()]) {
+                let _ = parse(&tag, P);
+                let _ = parse(&format!("{P}{tag}"), P);
+                let _ = source(&tag);
+            }
+        }
+    }
 }
