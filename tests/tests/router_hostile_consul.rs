@@ -95,3 +95,45 @@ async fn long_tags_are_skipped_and_bad_tags_logged_once() {
         logs.lines().filter(|l| l.contains("skipped")).take(5).collect::<Vec<_>>().join("\n")
     );
 }
+
+/// The router's resident memory, from /proc.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Measurement, not a check (run by hand, see README "Security"): the
+/// router's RSS with 200 services carrying one 100 KB tag each, against 200
+/// services with a short tag, in the same run.
+#[tokio::test]
+#[ignore = "measurement; run with --run-ignored only"]
+async fn rss_with_200_services_carrying_100kb_tags() {
+    for tag_len in [20usize, 100_000] {
+        let consul = ConsulAgent::start().await.expect("consul starts");
+        let web = Backend::start("web").await;
+        let router = Router::start(&consul, &[]).await;
+        let c = consul.client();
+        for i in 0..200 {
+            let tag = format!("urlprefix-h{i}.test/ {}", "x".repeat(tag_len));
+            register(&c, &format!("s{i}"), &format!("s{i}"), web.port(), &[tag.as_str()]).await;
+        }
+        let settled = wait_until(Duration::from_secs(60), || async {
+            let s = router.admin_json("/api/status").await;
+            (s["instances"].as_u64() == Some(200) || problems(&router).await.len() == 200).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let pid = router.daemon.pid().expect("router running");
+        let log_bytes = router.daemon.logs().len();
+        println!(
+            "tag {tag_len} bytes x 200 services: settled {}, router RSS {} KB, log {} KB",
+            settled.is_some(),
+            rss_kb(pid),
+            log_bytes / 1024
+        );
+    }
+}
