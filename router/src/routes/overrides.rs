@@ -370,8 +370,31 @@ mod tests {
 
         fn lineish() -> impl Strategy<Value = String> {
             let word = prop::sample::select(vec![
-                "route", "add", "del", "weight", "svc", "a.com/", "/p", "http://10.0.0.1:80/", "tags", "\"", "\"a,b\"",
-                "opts", "\"strip=/p\"", "0.5", "-1", "NaN", "1e309", " ", "\t", "\n", "#", "\\", "'", "\u{e9}", "\0",
+                "route",
+                "add",
+                "del",
+                "weight",
+                "svc",
+                "a.com/",
+                "/p",
+                "http://10.0.0.1:80/",
+                "tags",
+                "\"",
+                "\"a,b\"",
+                "opts",
+                "\"strip=/p\"",
+                "0.5",
+                "-1",
+                "NaN",
+                "1e309",
+                " ",
+                "\t",
+                "\n",
+                "#",
+                "\\",
+                "'",
+                "\u{e9}",
+                "\0",
             ]);
             prop::collection::vec(word, 0..14).prop_map(|w| w.join(" "))
         }

@@ -77,13 +77,15 @@ fn hostile_head() -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|(m, t, v, e1, headers, end)| format!("{m} {t} {v}{e1}{}{end}", headers.concat()).into_bytes())
 }
 
-/// What hyper's server made of a head: None when it refused it, else the
-/// request's Content-Length and whether it had a Transfer-Encoding.
-fn hyper_reads(raw: &[u8]) -> Option<(Option<String>, bool)> {
+/// A request's Content-Length and whether it had a Transfer-Encoding.
+type HyperView = (Option<String>, bool);
+
+/// What hyper's server made of a head: None when it refused it.
+fn hyper_reads(raw: &[u8]) -> Option<HyperView> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let seen: Arc<Mutex<Option<(Option<String>, bool)>>> = Arc::default();
+        let seen: Arc<Mutex<Option<HyperView>>> = Arc::default();
         let log = seen.clone();
         let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let cl = req.headers().get("content-length").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
