@@ -27,3 +27,15 @@ pub struct Instance {
     pub port: u16,
     pub tags: Vec<String>,
 }
+
+/// Property-test settings: `default_cases` unless `PROPTEST_CASES` says
+/// otherwise (nightly-length runs), no regression files in the tree.
+#[cfg(test)]
+pub(crate) fn proptest_config(default_cases: u32) -> proptest::prelude::ProptestConfig {
+    let mut c = proptest::prelude::ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        c.cases = default_cases;
+    }
+    c.failure_persistence = None;
+    c
+}

@@ -359,15 +359,6 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        fn config() -> ProptestConfig {
-            let mut c = ProptestConfig::default();
-            if std::env::var_os("PROPTEST_CASES").is_none() {
-                c.cases = 5000;
-            }
-            c.failure_persistence = None;
-            c
-        }
-
         fn lineish() -> impl Strategy<Value = String> {
             let word = prop::sample::select(vec![
                 "route",
@@ -400,7 +391,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(crate::routes::proptest_config(5000))]
 
             #[test]
             fn any_text_parses_line_by_line(text in prop_oneof![lineish(), any::<String>()]) {

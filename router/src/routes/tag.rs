@@ -167,15 +167,6 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        fn config() -> ProptestConfig {
-            let mut c = ProptestConfig::default();
-            if std::env::var_os("PROPTEST_CASES").is_none() {
-                c.cases = 5000;
-            }
-            c.failure_persistence = None;
-            c
-        }
-
         /// Tags from the grammar's own pieces, shuffled and broken.
         fn tagish() -> impl Strategy<Value = String> {
             let word = prop::sample::select(vec![
@@ -216,7 +207,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(crate::routes::proptest_config(5000))]
 
             #[test]
             fn any_tag_parses_or_says_why(tag in prop_oneof![tagish(), any::<String>()]) {

@@ -187,15 +187,6 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        fn config() -> ProptestConfig {
-            let mut c = ProptestConfig::default();
-            if std::env::var_os("PROPTEST_CASES").is_none() {
-                c.cases = 3000;
-            }
-            c.failure_persistence = None;
-            c
-        }
-
         /// A well-formed chunked body from arbitrary chunks and trailers.
         fn encode(chunks: &[Vec<u8>], trailers: &[(String, String)]) -> Vec<u8> {
             let mut out = Vec::new();
@@ -213,7 +204,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(crate::proxy::fast::head::props::config(3000))]
 
             /// Random bytes in random pieces: no panic, never more consumed
             /// than given, and the same verdict however the bytes are cut.

@@ -406,6 +406,6 @@ pub fn write_client(out: &mut Vec<u8>, resp: &Response<'_, '_>, close: bool) {
 }
 
 #[cfg(test)]
-mod props;
+pub(super) mod props;
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,6 @@ mod chunked;
 mod head;
 mod one;
 mod pool;
-mod rewind;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -73,7 +72,7 @@ pub async fn serve_conn(proxy: Arc<Proxy>, mut stream: TcpStream, conn: Conn, mu
             }
             End::HandOff(HandOff::Connection) => {
                 let p = proxy.clone();
-                let io = rewind::Rewind::new(buf.freeze(), stream);
+                let io = one::ClientIo::whole(stream, buf);
                 let limits = proxy.head_limits;
                 hyper_conn(io, conn, move |req, c| p.clone().handle(req, c), drain, proxy.header_timeout, limits).await;
                 return;

@@ -43,6 +43,8 @@ pub struct Boundary {
 
 /// Which part of the request the next bytes belong to.
 enum Part {
+    /// No request boundary: the whole connection is hyper's (h2c, upgrades).
+    Unbounded,
     Head(usize),
     Length(u64),
     Chunked(Chunked),
@@ -50,17 +52,22 @@ enum Part {
     Done,
 }
 
-/// The client connection as hyper sees it: reads stop at the end of one
-/// request (bytes after it stay in `pending` for the fast path); writes go
-/// straight through.
-struct OneRequest {
+/// The client connection as hyper sees it: first the bytes the fast path
+/// read, then the socket; for one request, reads stop at its end (bytes
+/// after it stay in `pending` for the fast path). Writes go straight through.
+pub struct ClientIo {
     stream: TcpStream,
     pending: BytesMut,
     part: Part,
     body: BodyFraming,
 }
 
-impl OneRequest {
+impl ClientIo {
+    /// The whole connection, `buf` read first.
+    pub fn whole(stream: TcpStream, buf: BytesMut) -> Self {
+        ClientIo { stream, pending: buf, part: Part::Unbounded, body: BodyFraming::default() }
+    }
+
     fn next_part(&mut self) {
         self.part = match self.part {
             Part::Head(0) if self.body.chunked => Part::Chunked(Chunked::default()),
@@ -75,9 +82,18 @@ impl OneRequest {
     }
 }
 
-impl AsyncRead for OneRequest {
+impl AsyncRead for ClientIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if let Part::Unbounded = this.part {
+            if this.pending.is_empty() {
+                return Pin::new(&mut this.stream).poll_read(cx, out);
+            }
+            let n = this.pending.len().min(out.remaining());
+            out.put_slice(&this.pending[..n]);
+            this.pending.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         loop {
             this.next_part();
             if let Part::Done = this.part {
@@ -107,7 +123,7 @@ impl AsyncRead for OneRequest {
                 Part::Chunked(c) => c
                     .feed(&this.pending[..avail])
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?,
-                Part::Done => 0,
+                Part::Done | Part::Unbounded => 0,
             };
             if take > 0 {
                 out.put_slice(&this.pending[..take]);
@@ -129,7 +145,7 @@ fn tokio_util_read(stream: &mut TcpStream, cx: &mut Context<'_>, buf: &mut Bytes
     Poll::Ready(Ok(n))
 }
 
-impl AsyncWrite for OneRequest {
+impl AsyncWrite for ClientIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
@@ -199,7 +215,7 @@ pub async fn serve(
     boundary: Boundary,
     conn: Conn,
 ) -> Option<(TcpStream, BytesMut)> {
-    let io = OneRequest { stream, pending: buf, part: Part::Head(boundary.head_len), body: boundary.body };
+    let io = ClientIo { stream, pending: buf, part: Part::Head(boundary.head_len), body: boundary.body };
     let proxy_limits = proxy.head_limits;
     let keep_alive = Arc::new(AtomicBool::new(false));
     let (done_tx, mut done_rx) = oneshot::channel();
@@ -257,4 +273,72 @@ pub async fn serve(
     let mut rest = BytesMut::from(&parts.read_buf[..]);
     rest.extend_from_slice(&io.pending);
     Some((io.stream, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let a = TcpStream::connect(l.local_addr().expect("addr")).await.expect("connect");
+        let (b, _) = l.accept().await.expect("accept");
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn whole_reads_the_prefix_then_the_stream() {
+        let (mut a, b) = pair().await;
+        a.write_all(b" world").await.expect("write");
+        drop(a);
+        let mut io = ClientIo::whole(b, BytesMut::from(&b"hello"[..]));
+        let mut s = String::new();
+        io.read_to_string(&mut s).await.expect("read");
+        assert_eq!(s, "hello world");
+    }
+
+    /// Reads what hyper would be given, until the boundary holds it back.
+    async fn given(io: &mut ClientIo) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 7];
+        while let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(50), io.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            out.extend(&buf[..n]);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn one_request_stops_at_its_end() {
+        let head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let body = b"3\r\nabc\r\n0\r\n\r\n";
+        let next = b"GET /next HTTP/1.1\r\n\r\n";
+        let (mut a, b) = pair().await;
+        // Part in the fast path's buffer, part still on the socket.
+        let mut buf = BytesMut::from(&head[..]);
+        buf.extend_from_slice(&body[..4]);
+        a.write_all(&body[4..]).await.expect("write");
+        a.write_all(next).await.expect("write");
+        let framing = BodyFraming { content_length: None, chunked: true };
+        let mut io = ClientIo { stream: b, pending: buf, part: Part::Head(head.len()), body: framing };
+        assert_eq!(given(&mut io).await, [&head[..], &body[..]].concat());
+        assert!(matches!(io.part, Part::Done));
+        // What follows stays for the fast path (some of it may still be on
+        // the socket).
+        let mut rest = io.pending.to_vec();
+        let mut more = vec![0u8; next.len() - rest.len()];
+        io.stream.read_exact(&mut more).await.expect("rest");
+        rest.extend(more);
+        assert_eq!(rest, next);
+
+        let (mut a, b) = pair().await;
+        a.write_all(b"hello!GET").await.expect("write");
+        let framing = BodyFraming { content_length: Some(6), chunked: false };
+        let mut io =
+            ClientIo { stream: b, pending: BytesMut::from(&head[..]), part: Part::Head(head.len()), body: framing };
+        assert_eq!(given(&mut io).await, [&head[..], b"hello!"].concat());
+    }
 }
