@@ -2,11 +2,12 @@
 //! takes, the request head sent upstream and the response head sent back.
 //! Pure (no I/O) so every rule is unit-tested.
 //!
-//! The fast path takes only plain HTTP/1.1 requests whose framing cannot be
-//! read two ways: no `Transfer-Encoding`, at most one `Content-Length`, no
-//! `Expect`, no upgrade, an origin-form target. Anything else is handed to
-//! hyper with the connection, so request smuggling tricks meet hyper's
-//! parser rather than a second one.
+//! Every request head is checked against the shared framing rules
+//! ([`framing`]) before anything else: one that can be read two ways is
+//! refused. Of the rest, the fast path takes plain HTTP/1.1 requests: no
+//! `Transfer-Encoding`, no `Expect`, no upgrade, an origin-form target.
+//! Others go to hyper, one request at a time (or the whole connection for
+//! h2c and upgrades).
 
 use std::io::Write;
 use std::mem::MaybeUninit;

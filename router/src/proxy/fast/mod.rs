@@ -10,12 +10,14 @@
 //!
 //! It takes only the common case (see [`head::parse_request`] and
 //! [`Proxy::fast_route`]): a plain HTTP/1.1 request with a routed target
-//! that is `http://IP:port`. For anything else (h2c, HTTP/1.0, chunked or
-//! `Expect` request bodies, upgrades such as websocket, https or named
-//! targets, redirects, refusals, no route) the connection, with the bytes
-//! already read, is handed to hyper and [`Proxy::handle`] for the rest of
-//! its life. Both paths give the same answers: 404/403/502/504, retries,
-//! forwarded headers, options.
+//! that is `http://IP:port`. Every HTTP/1 head is parsed and checked here
+//! first ([`super::framing`]: an ambiguous one is refused). A request the
+//! fast path does not serve (HTTP/1.0, chunked or `Expect` request bodies,
+//! https or named targets, redirects, refusals, no route) is given alone to
+//! hyper and [`Proxy::handle`], and the connection comes back afterwards
+//! ([`one`]); only h2c and upgrades such as websocket leave the connection
+//! to hyper for good. Both paths give the same answers: 400/431, 404/403,
+//! 502/504, retries, forwarded headers, options.
 
 mod chunked;
 mod head;
