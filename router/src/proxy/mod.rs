@@ -74,6 +74,14 @@ fn text(status: StatusCode, msg: String) -> Response<RespBody> {
     r
 }
 
+/// A refusal after which the connection closes: what follows on it cannot
+/// be told apart from the refused message.
+fn closing(status: StatusCode, msg: String) -> Response<RespBody> {
+    let mut r = text(status, msg);
+    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 fn empty_body() -> UpBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
@@ -87,18 +95,17 @@ impl Proxy {
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Conn) -> Response<RespBody> {
         let started = Instant::now();
-        // The fast path checked the connection's first head; hyper reads the
-        // ones after a hand-off, so they meet the same rules here.
+        // The fast path checks every head it hands over; hyper reads heads
+        // itself only on a connection it kept (an upgrade the upstream
+        // declined), and those meet the same rules here.
         if matches!(req.version(), Version::HTTP_10 | Version::HTTP_11) {
             let target = req.uri().to_string();
             let headers = req.headers().iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
             if let Err(why) = framing::check_request(req.version() == Version::HTTP_11, &target, headers) {
                 tracing::debug!(error = %why, "request refused");
                 self.metrics.observe_unrouted(why.status(), started.elapsed());
-                let mut resp =
-                    text(StatusCode::from_u16(why.status()).unwrap_or(StatusCode::BAD_REQUEST), format!("{why}\n"));
-                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return resp;
+                let status = StatusCode::from_u16(why.status()).unwrap_or(StatusCode::BAD_REQUEST);
+                return closing(status, format!("{why}\n"));
             }
         }
         let snapshot = self.shared.snapshot.load_full();
@@ -207,9 +214,7 @@ impl Proxy {
                 }
                 Ok(Err(_)) if client_body_failed.load(Ordering::Relaxed) => {
                     tracing::debug!(route = %RouteName(route), "malformed request body");
-                    let mut resp = text(StatusCode::BAD_REQUEST, "malformed request body\n".into());
-                    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    return resp;
+                    return closing(StatusCode::BAD_REQUEST, "malformed request body\n".into());
                 }
                 Ok(Err(e)) => {
                     let connect = e.is_connect();
