@@ -543,6 +543,17 @@ async fn pipelines_mixing_both_paths() {
     assert_eq!(seen[2].body, b"hello");
     assert_eq!(seen[3].body, b"world");
 
+    // An upgrade the backend declines leaves hyper holding the connection:
+    // it ends after the answer, so hyper's parser never reads what follows.
+    let raw = "GET /ws HTTP/1.1\r\nHost: fast.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\
+               POST /x HTTP/1.1\r\nHost: fast.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+               GET /smuggled HTTP/1.1\r\nHost: fast.test\r\n\r\n";
+    let text = send(&st.router, raw.as_bytes()).await;
+    assert_eq!(statuses(&text), vec![200], "{text}");
+    let seen = st.backend.take();
+    assert_routed(&seen, "declined upgrade");
+    assert_eq!(seen.iter().map(Seen::target).collect::<Vec<_>>(), ["/ws"]);
+
     // A hostile head in the middle of a pipeline, on each path: the ones
     // before it are answered, it is refused, the connection closes, and
     // nothing behind it is parsed.

@@ -94,10 +94,22 @@ impl Proxy {
     }
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Conn) -> Response<RespBody> {
+        // An HTTP/1 upgrade keeps the connection with hyper (see
+        // `fast::serve_conn`); when it does not happen, the connection ends
+        // after the answer rather than let hyper's parser read the next head.
+        let upgrade_asked = req.version() != Version::HTTP_2 && headers::upgrade_protocol(req.headers()).is_some();
+        let mut resp = self.handle_request(req, conn).await;
+        if upgrade_asked && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+
+    async fn handle_request(&self, req: Request<Incoming>, conn: Conn) -> Response<RespBody> {
         let started = Instant::now();
         // The fast path checks every head it hands over; hyper reads heads
-        // itself only on a connection it kept (an upgrade the upstream
-        // declined), and those meet the same rules here.
+        // itself only on an h2c connection, and any HTTP/1 one that reaches
+        // here anyway meets the same rules.
         if matches!(req.version(), Version::HTTP_10 | Version::HTTP_11) {
             let target = req.uri().to_string();
             let headers = req.headers().iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
