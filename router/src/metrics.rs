@@ -10,10 +10,14 @@ use std::time::Duration;
 use router::routes::Table;
 use router::routes::stats::{BUCKETS, RouteStats, Series};
 
-/// Counters of requests that matched no route (service and route labels empty).
+use crate::proxy::answer::Failures;
+
+/// Counters of requests that matched no route (service and route labels
+/// empty), and of failed attempts at targets.
 #[derive(Default)]
 pub struct Metrics {
     unrouted: RouteStats,
+    pub failures: Failures,
 }
 
 impl Metrics {
@@ -58,7 +62,41 @@ impl Metrics {
             let _ = writeln!(out, "router_request_duration_seconds_sum{{{l}}} {sum}");
             let _ = writeln!(out, "router_request_duration_seconds_count{{{l}}} {count}");
         }
+        self.failures.render(out);
+        render_ejections(table, out);
     }
+}
+
+/// `router_target_ejections_total` for each target ejected at least once
+/// (a series per target of every route would be most of the output with
+/// 10,000 routes), and `router_targets_ejected` now.
+fn render_ejections(table: &Table, out: &mut String) {
+    let now = std::time::Instant::now();
+    let mut ejected_now = 0;
+    out.push_str(
+        "# HELP router_target_ejections_total Times a target was skipped for refusing or dropping connections.\n",
+    );
+    out.push_str("# TYPE router_target_ejections_total counter\n");
+    for r in table.routes() {
+        for (t, h) in r.targets.iter().zip(r.health.iter()) {
+            let n = h.ejections();
+            if n == 0 {
+                continue;
+            }
+            ejected_now += usize::from(h.view(now).ejected);
+            let _ = writeln!(
+                out,
+                "router_target_ejections_total{{service=\"{}\",route=\"{}{}\",target=\"{}\"}} {n}",
+                escape(&t.service),
+                escape(&r.host),
+                escape(&r.path),
+                escape(&t.url.to_string())
+            );
+        }
+    }
+    out.push_str("# HELP router_targets_ejected Targets skipped by passive health right now.\n");
+    out.push_str("# TYPE router_targets_ejected gauge\n");
+    let _ = writeln!(out, "router_targets_ejected {ejected_now}");
 }
 
 fn labels(service: &str, route: &str, status: u16) -> String {

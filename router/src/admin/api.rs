@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::discovery::{Shared, Snapshot};
+use crate::routes::outlier::HealthView;
 use crate::routes::{Problem, RouteOptions};
 
 /// One route-target pair.
@@ -22,14 +23,17 @@ pub struct RouteEntry<'a> {
     pub weight: f64,
     pub options: &'a RouteOptions,
     pub tags: &'a [String],
+    /// Passive health: whether the proxy skips the target now, and why.
+    pub health: HealthView,
 }
 
 pub fn routes(s: &Snapshot) -> Vec<RouteEntry<'_>> {
+    let now = std::time::Instant::now();
     s.table
         .routes()
         .iter()
         .flat_map(|r| {
-            r.targets.iter().map(move |t| RouteEntry {
+            r.targets.iter().zip(r.health.iter()).map(move |(t, h)| RouteEntry {
                 host: &r.host,
                 path: &r.path,
                 service: &t.service,
@@ -38,6 +42,7 @@ pub fn routes(s: &Snapshot) -> Vec<RouteEntry<'_>> {
                 weight: t.weight,
                 options: &r.opts,
                 tags: &t.tags,
+                health: h.view(now),
             })
         })
         .collect()

@@ -4,33 +4,35 @@
 //!
 //! Outcomes docs/router.md fixes: no route 404, client refused by `allow`/`deny`
 //! 403, every tried target failed 502, no response headers within the upstream
-//! timeout 504. An idempotent request without a body whose connect fails is
-//! retried once on another target, so one dead instance costs no GET.
+//! timeout 504. What each failed attempt means (retry elsewhere or answer) is
+//! decided in [`answer`], shared by this path and the fast path.
 
+pub mod answer;
 mod client;
 pub mod fast;
 mod framing;
 mod headers;
+mod replay;
 mod tunnel;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Empty};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 
 use crate::cli::Strategy;
 use crate::discovery::Shared;
 use crate::metrics::Metrics;
-use crate::routes::{HostHeader, Route};
+use crate::routes::Route;
 use crate::serve::{Conn, RespBody, full};
-use client::UpBody;
+use answer::{Attempts, Failure, OwnAnswer, Replay, RouteName, Verdict};
 pub use client::Upstreams;
 use headers::ClientInfo;
+use replay::Held;
 
 pub struct Proxy {
     pub shared: Arc<Shared>,
@@ -49,25 +51,7 @@ pub struct Proxy {
     pub warnings: crate::ratelimit::Limiter,
 }
 
-/// Attempts per request: the first target and one retry elsewhere.
-const MAX_ATTEMPTS: usize = 2;
-
-fn idempotent(m: &Method) -> bool {
-    idempotent_name(m.as_str())
-}
-
-/// Methods whose request may be sent twice (RFC 9110 section 9.2.2).
-fn idempotent_name(m: &str) -> bool {
-    matches!(m, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE")
-}
-
-/// The bodies of the proxy's own 502 and 504: they say what happened, not
-/// which address failed how (that goes to the log and the metrics, never to
-/// a client who could map the network behind the router with it).
-pub(crate) const BAD_GATEWAY_TEXT: &str = "no upstream answered\n";
-pub(crate) const GATEWAY_TIMEOUT_TEXT: &str = "the upstream did not answer in time\n";
-
-fn text(status: StatusCode, msg: String) -> Response<RespBody> {
+fn text(status: StatusCode, msg: impl Into<bytes::Bytes>) -> Response<RespBody> {
     let mut r = Response::new(full(msg));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -82,15 +66,45 @@ fn closing(status: StatusCode, msg: String) -> Response<RespBody> {
     r
 }
 
-fn empty_body() -> UpBody {
-    Empty::new().map_err(|never| match never {}).boxed()
+fn own_answer(r: OwnAnswer) -> Response<RespBody> {
+    text(StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY), r.body)
+}
+
+/// What a failed request of the upstream client means for a retry.
+fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
+    let error = error_chain(e);
+    if e.is_connect() {
+        return Failure::Connect(error);
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            if h.is_canceled() {
+                return Failure::Unsent(error);
+            }
+            if h.is_incomplete_message() {
+                return Failure::Unanswered(error);
+            }
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            return Failure::Unanswered(error);
+        }
+        cur = c.source();
+    }
+    Failure::Broken(error)
 }
 
 impl Proxy {
-    /// Whether a warning about `target` is logged now (rate-limited, see
-    /// [`crate::ratelimit`]); `Some(n)` with how many were left out.
-    fn may_warn(&self, target: &http::Uri) -> Option<u64> {
-        self.warnings.allow(target.authority().map_or("", |a| a.as_str()))
+    /// Where failed attempts are counted and logged.
+    fn report(&self) -> answer::Report<'_> {
+        answer::Report { failures: &self.metrics.failures, warnings: &self.warnings }
     }
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: Conn) -> Response<RespBody> {
@@ -151,7 +165,7 @@ impl Proxy {
                 Ok(loc) => {
                     resp.headers_mut().insert(header::LOCATION, loc);
                 }
-                Err(_) => return text(StatusCode::BAD_GATEWAY, "redirect target is not a valid header\n".into()),
+                Err(_) => return text(StatusCode::BAD_GATEWAY, "redirect target is not a valid header\n"),
             }
             return resp;
         }
@@ -159,12 +173,13 @@ impl Proxy {
         let upgrade = headers::upgrade_protocol(req.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let retryable = idempotent(&parts.method) && body.is_end_stream() && upgrade.is_none();
+        let idempotent = answer::idempotent(parts.method.as_str());
+        let empty = body.is_end_stream();
         // Set when reading the client's body fails (a malformed chunked
         // body): that is the client's fault, 400, not the upstream's.
         let client_body_failed = Arc::new(AtomicBool::new(false));
         let failed = client_body_failed.clone();
-        let mut body = Some(
+        let body = Held::new(
             body.map_err(move |e| {
                 failed.store(true, Ordering::Relaxed);
                 e
@@ -178,35 +193,27 @@ impl Proxy {
         headers::add_forwarded(&mut headers_out, &client_info);
         let upstream = self.upstreams.for_route(opts.tls_skip_verify);
 
-        let mut tried: Vec<usize> = Vec::with_capacity(MAX_ATTEMPTS);
-        // Built only when an attempt fails: a successful request allocates no message.
-        let mut last_error: Cow<'static, str> = Cow::Borrowed("the route has no target with a weight above 0");
-        while tried.len() < MAX_ATTEMPTS {
-            let Some((idx, target)) = route.pick(self.strategy, &tried) else { break };
-            tried.push(idx);
+        let mut attempts = Attempts::default();
+        while let Some((_, target)) = attempts.next(route, self.strategy) {
+            let replay = || Replay { idempotent, body: empty || body.replayable() };
             let uri = match headers::upstream_uri(&target.url, &path, parts.uri.query()) {
                 Ok(u) => u,
                 Err(e) => {
-                    last_error = format!("bad upstream URI for {}: {e}", target.url).into();
-                    if retryable {
-                        continue;
+                    let failure = Failure::Unsent(format!("bad upstream URI: {e}"));
+                    match attempts.failed(route, target, failure, replay(), &self.report()) {
+                        Verdict::Retry => continue,
+                        Verdict::Answer(r) => return own_answer(r),
                     }
-                    break;
                 }
             };
-            let mut out = Request::new(body.take().unwrap_or_else(empty_body));
+            let mut out = Request::new(body.lease());
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = Version::HTTP_11;
-            // Only a retryable request with another attempt and another
-            // target left may need the headers again.
-            let may_retry = retryable && tried.len() < MAX_ATTEMPTS && tried.len() < route.targets.len();
-            *out.headers_mut() = if may_retry { headers_out.clone() } else { std::mem::take(&mut headers_out) };
-            let host_out: &str = match &opts.host {
-                HostHeader::Keep => &host,
-                HostHeader::Dst => target.url.authority().map(|a| a.as_str()).unwrap_or_default(),
-                HostHeader::Name(n) => n,
-            };
+            // Only a request that may be sent again needs the headers again.
+            *out.headers_mut() =
+                if attempts.more_possible(route) { headers_out.clone() } else { std::mem::take(&mut headers_out) };
+            let host_out = answer::upstream_host(route, &host, target);
             match HeaderValue::from_str(host_out) {
                 Ok(v) if !host_out.is_empty() => {
                     out.headers_mut().insert(header::HOST, v);
@@ -217,28 +224,13 @@ impl Proxy {
             }
             // Kept to mark the connection unusable if its response is bad.
             let captured = hyper_util::client::legacy::connect::capture_connection(&mut out);
-            match tokio::time::timeout(self.upstream_timeout, upstream.request(out)).await {
-                Err(_) => {
-                    if let Some(suppressed) = self.may_warn(&target.url) {
-                        tracing::warn!(route = %RouteName(route), target = %target.url, timeout = ?self.upstream_timeout, suppressed, "upstream timed out");
-                    }
-                    return text(StatusCode::GATEWAY_TIMEOUT, GATEWAY_TIMEOUT_TEXT.into());
-                }
+            let failure = match tokio::time::timeout(self.upstream_timeout, upstream.request(out)).await {
+                Err(_) => Failure::Timeout(self.upstream_timeout),
                 Ok(Err(_)) if client_body_failed.load(Ordering::Relaxed) => {
                     tracing::debug!(route = %RouteName(route), "malformed request body");
                     return closing(StatusCode::BAD_REQUEST, "malformed request body\n".into());
                 }
-                Ok(Err(e)) => {
-                    let connect = e.is_connect();
-                    last_error = format!("{}: {}", target.url, error_chain(&e)).into();
-                    if let Some(suppressed) = self.may_warn(&target.url) {
-                        tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect, suppressed, "upstream failed");
-                    }
-                    if connect && retryable {
-                        continue;
-                    }
-                    break;
-                }
+                Ok(Err(e)) => classify(&e),
                 Ok(Ok(resp))
                     if let Err(why) = framing::check_response(
                         resp.headers().iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
@@ -250,13 +242,10 @@ impl Proxy {
                         c.poison();
                     }
                     drop(resp);
-                    last_error = format!("{}: ambiguous response head: {why}", target.url).into();
-                    if let Some(suppressed) = self.may_warn(&target.url) {
-                        tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, suppressed, "upstream failed");
-                    }
-                    break;
+                    Failure::Broken(format!("ambiguous response head: {why}"))
                 }
                 Ok(Ok(mut resp)) => {
+                    attempts.answered(route);
                     let up_upgrade = headers::upgrade_protocol(resp.headers());
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
                         && let Some(client_up) = client_upgrade
@@ -269,19 +258,13 @@ impl Proxy {
                     headers::remove_hop_by_hop(resp.headers_mut(), None);
                     return resp.map(|b| b.boxed());
                 }
+            };
+            match attempts.failed(route, target, failure, replay(), &self.report()) {
+                Verdict::Retry => {}
+                Verdict::Answer(r) => return own_answer(r),
             }
         }
-        tracing::debug!(route = %RouteName(route), error = %last_error, "answering 502");
-        text(StatusCode::BAD_GATEWAY, BAD_GATEWAY_TEXT.into())
-    }
-}
-
-/// `host/path`, the route's name in logs and metrics, formatted only when used.
-struct RouteName<'a>(&'a Route);
-
-impl std::fmt::Display for RouteName<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}{}", self.0.host, self.0.path)
+        own_answer(attempts.give_up())
     }
 }
 

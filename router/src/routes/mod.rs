@@ -7,6 +7,7 @@
 //! (assembly, weights, lookup) -> `pick` (one target per request).
 
 pub mod options;
+pub mod outlier;
 pub mod overrides;
 pub mod pick;
 pub mod stats;

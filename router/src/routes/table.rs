@@ -19,12 +19,14 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::Uri;
 use serde::{Serialize, Serializer};
 
 use super::Instance;
 use super::options::RouteOptions;
+use super::outlier::TargetHealth;
 use super::overrides::{self, Command, Del};
 use super::pick::Picker;
 use super::stats::RouteStats;
@@ -88,6 +90,10 @@ pub struct Route {
     #[serde(skip)]
     picker: Picker,
     pub targets: Vec<Target>,
+    /// Passive health of each target, by index in `targets`; carried across
+    /// rebuilds like `stats`, per target that stays in the table.
+    #[serde(skip)]
+    pub health: Box<[Arc<TargetHealth>]>,
     /// Lower-cased; `""` for any host; `*.example.com` for a wildcard.
     pub host: String,
     pub path: String,
@@ -129,14 +135,38 @@ impl FastFacts {
 
 impl Route {
     /// Picks a target by strategy and weights, skipping indices in `exclude`
-    /// (targets that already failed for this request, for the retry).
-    /// Lock-free (one atomic counter); None when every target is excluded or
-    /// has weight 0.
+    /// (targets that already failed for this request, for the retry) and
+    /// targets ejected by passive health, unless every target left is
+    /// ejected: then one of those is tried anyway. Lock-free for healthy
+    /// targets (one atomic counter, one flag); None when every target is
+    /// excluded or has weight 0.
     pub fn pick(&self, strategy: Strategy, exclude: &[usize]) -> Option<(usize, &Target)> {
-        let i = self.picker.pick(strategy, exclude)?;
-        self.targets.get(i).map(|t| (i, t))
+        let first = self.picker.pick(strategy, exclude)?;
+        let mut now = None;
+        let mut ejected =
+            |i: usize| self.health.get(i).is_some_and(|h| h.ejected(|| *now.get_or_insert_with(Instant::now)));
+        let chosen = if ejected(first) {
+            // Rare: walk on past ejected targets, a bounded number of them.
+            let mut skip: Vec<usize> = exclude.iter().copied().chain([first]).collect();
+            let mut found = None;
+            for _ in 0..MAX_EJECTED_SKIPS {
+                let Some(i) = self.picker.pick(strategy, &skip) else { break };
+                if !ejected(i) {
+                    found = Some(i);
+                    break;
+                }
+                skip.push(i);
+            }
+            found.unwrap_or(first)
+        } else {
+            first
+        };
+        self.targets.get(chosen).map(|t| (chosen, t))
     }
 }
+
+/// Ejected targets one pick walks past before trying an ejected one.
+const MAX_EJECTED_SKIPS: usize = 32;
 
 /// Something in the input that was skipped, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -246,8 +276,9 @@ impl Table {
     }
 
     /// Gives every route that `old` also has (same host, path and services)
-    /// the old route's counters, so a rebuild does not reset them. Cost: one
-    /// hash lookup per route.
+    /// the old route's counters, so a rebuild does not reset them, and each
+    /// of its targets that was in the old route (same instance and URL) its
+    /// passive-health state. Cost: one hash lookup per route.
     pub fn keep_stats(&mut self, old: &Table) {
         for r in &mut self.routes {
             let run = match r.host.strip_prefix("*.") {
@@ -258,6 +289,12 @@ impl Table {
             let prev = run.and_then(|run| old.routes[run].iter().find(|o| o.path == r.path && o.service == r.service));
             if let Some(prev) = prev {
                 r.stats = prev.stats.clone();
+                for (t, h) in r.targets.iter().zip(r.health.iter_mut()) {
+                    let same = |o: &(&Target, &Arc<TargetHealth>)| o.0.instance_id == t.instance_id && o.0.url == t.url;
+                    if let Some((_, old)) = prev.targets.iter().zip(prev.health.iter()).find(same) {
+                        *h = old.clone();
+                    }
+                }
             }
         }
     }
@@ -519,6 +556,7 @@ impl<'a> Builder<'a> {
                 targets,
                 opts,
                 picker: Picker::new(&weights),
+                health: weights.iter().map(|_| Arc::default()).collect(),
                 stats: Arc::default(),
             });
         }

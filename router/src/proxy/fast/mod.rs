@@ -37,9 +37,10 @@ use tokio::time::{Instant, Sleep};
 
 pub use pool::Pool;
 
+use super::answer::{self, Attempts, Failure, Replay, Verdict};
 use super::framing::{BodyFraming, Refusal};
-use super::{MAX_ATTEMPTS, Proxy, RouteName, headers, idempotent_name};
-use crate::routes::{HostHeader, Route};
+use super::{Proxy, headers};
+use crate::routes::Route;
 use crate::serve::{Conn, Drain, hyper_conn};
 use chunked::Chunked;
 use head::{Framing, HandOff, MAX_HEADERS, Parsed};
@@ -116,6 +117,12 @@ struct Scratch {
 /// An upstream's response head, read: the body follows.
 struct Answer {
     upstream: TcpStream,
+    head: ResponseHead,
+}
+
+/// What [`read_response_head`] learnt of a final (non-1xx) response.
+#[derive(Debug, Clone, Copy)]
+struct ResponseHead {
     status: u16,
     framing: Framing,
     /// The connection may carry another request once the body is read.
@@ -124,17 +131,41 @@ struct Answer {
     body_start: usize,
 }
 
+/// Where the client's request body is: decides whether it can be sent to
+/// another target and whether the client connection can go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientBody {
+    /// Whole in the read buffer, or not yet read from the client: it can
+    /// be sent again.
+    Here,
+    /// Read from the client and sent whole: it cannot be sent again, but
+    /// the client connection can carry the next request.
+    Sent,
+    /// Partly read from the client: the client connection must close.
+    Torn,
+}
+
 /// An attempt that got no response.
-enum Failed {
-    /// Could not connect: the request reached no application, so an
-    /// idempotent one may go to another instance.
-    Connect(String),
-    /// Failed after connecting (sending, a closed or malformed response);
-    /// a pooled connection closed under the request was already replaced
-    /// inside the attempt where that was safe.
-    Other(String),
-    /// No response head within `--upstream-timeout`.
-    Timeout,
+struct Failed {
+    failure: Failure,
+    body: ClientBody,
+}
+
+/// A response relayed whole; whether the client connection goes on.
+#[derive(Debug, PartialEq, Eq)]
+enum Relayed {
+    KeepAlive,
+    /// The client asked to close, or the response is delimited by the close.
+    Close,
+}
+
+/// Either side of a response body broke off: the client connection closes.
+struct BrokeOff;
+
+impl From<std::io::Error> for BrokeOff {
+    fn from(_: std::io::Error) -> Self {
+        BrokeOff
+    }
 }
 
 impl Proxy {
@@ -247,22 +278,17 @@ impl Proxy {
         };
         let opts = &route.opts;
         let body_in_buf = rest.len().min(usize::try_from(req.content_length).unwrap_or(usize::MAX));
-        let retryable = idempotent_name(req.method) && req.content_length == 0;
+        let body_left = req.content_length - body_in_buf as u64;
+        let idempotent = answer::idempotent(req.method);
         let untouched = route.fast.untouched;
         let path = match untouched {
             true => Cow::Borrowed(req.path),
             false => headers::rewrite_path(req.path, opts.strip.as_deref(), opts.prepend.as_deref()),
         };
 
-        let mut tried = [usize::MAX; MAX_ATTEMPTS];
-        let mut attempts = 0;
-        let mut last_error: Cow<'static, str> = Cow::Borrowed("the route has no target with a weight above 0");
-        // Whether the client's body was read from the client (and so is gone).
-        let mut body_taken = false;
-        while attempts < MAX_ATTEMPTS {
-            let Some((idx, target)) = route.pick(self.strategy, &tried[..attempts]) else { break };
-            tried[attempts] = idx;
-            attempts += 1;
+        let mut attempts = Attempts::default();
+        let mut body = ClientBody::Here;
+        while let Some((_, target)) = attempts.next(route, self.strategy) {
             // The usual route (one target, no options) is served from
             // `route.fast` without reading the target or the options.
             let (addr, root_path) = match route.fast.single {
@@ -272,11 +298,6 @@ impl Proxy {
                     None => break,
                 },
             };
-            let host_out: &str = match (untouched, &opts.host) {
-                (true, _) | (false, HostHeader::Keep) => req.host,
-                (false, HostHeader::Dst) => target.url.authority().map(|a| a.as_str()).unwrap_or_default(),
-                (false, HostHeader::Name(n)) => n,
-            };
             io.out.clear();
             head::write_upstream(
                 &mut io.out,
@@ -285,74 +306,43 @@ impl Proxy {
                     client_ip: &io.client_ip,
                     client_v6: conn.peer.is_ipv6(),
                     local_port: &io.local_port,
-                    host: host_out,
+                    host: answer::upstream_host(route, req.host, target),
                     base: if root_path { "" } else { target.url.path().trim_end_matches('/') },
                     path: &path,
                 },
             );
             io.out.extend_from_slice(&rest[..body_in_buf]);
-            let body_left = req.content_length - body_in_buf as u64;
-            match self.attempt(client, addr, req, body_left, started, io).await {
+            let failed = match self.attempt(client, addr, req, body_left, started, io).await {
                 Ok(answer) => {
-                    route.stats.observe(answer.status, started.elapsed());
-                    return self
-                        .respond(client, answer, addr, req.close, io)
-                        .await
-                        .map_or(Next::Close, |()| Next::KeepAlive(req.len + body_in_buf));
+                    attempts.answered(route);
+                    route.stats.observe(answer.head.status, started.elapsed());
+                    return match self.respond(client, answer, addr, req.close, io).await {
+                        Ok(Relayed::KeepAlive) => Next::KeepAlive(req.len + body_in_buf),
+                        Ok(Relayed::Close) => {
+                            let _ = client.shutdown().await;
+                            Next::Close
+                        }
+                        Err(BrokeOff) => Next::Close,
+                    };
                 }
-                Err((failed, taken)) => {
-                    body_taken |= taken;
-                    match failed {
-                        Failed::Timeout => {
-                            if let Some(suppressed) = self.may_warn(&target.url) {
-                                tracing::warn!(route = %RouteName(route), target = %target.url, timeout = ?self.upstream_timeout, suppressed, "upstream timed out");
-                            }
-                            route.stats.observe(504, started.elapsed());
-                            return self
-                                .simple(
-                                    client,
-                                    504,
-                                    "Gateway Timeout",
-                                    super::GATEWAY_TIMEOUT_TEXT,
-                                    req,
-                                    body_in_buf,
-                                    body_taken,
-                                )
-                                .await;
-                        }
-                        Failed::Connect(e) => {
-                            last_error = format!("{}: {e}", target.url).into();
-                            if let Some(suppressed) = self.may_warn(&target.url) {
-                                tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect = true, suppressed, "upstream failed");
-                            }
-                            if retryable {
-                                continue;
-                            }
-                            break;
-                        }
-                        Failed::Other(e) => {
-                            last_error = format!("{}: {e}", target.url).into();
-                            if let Some(suppressed) = self.may_warn(&target.url) {
-                                tracing::warn!(route = %RouteName(route), target = %target.url, error = %last_error, connect = false, suppressed, "upstream failed");
-                            }
-                            break;
-                        }
-                    }
-                }
+                Err(failed) => failed,
+            };
+            body = failed.body;
+            let replay = Replay { idempotent, body: body == ClientBody::Here };
+            match attempts.failed(route, target, failed.failure, replay, &self.report()) {
+                Verdict::Retry => {}
+                Verdict::Answer(r) => return self.answer_own(client, r, route, started, req, body_in_buf, body).await,
             }
         }
-        route.stats.observe(502, started.elapsed());
-        tracing::debug!(route = %RouteName(route), error = %last_error, "answering 502");
-        self.simple(client, 502, "Bad Gateway", super::BAD_GATEWAY_TEXT, req, body_in_buf, body_taken).await
+        let r = attempts.give_up();
+        self.answer_own(client, r, route, started, req, body_in_buf, body).await
     }
 
     /// Sends the request (head and body start in `io.out`, then `body_left`
     /// more bytes from the client) and reads the response head, forwarding
-    /// informational (1xx) responses. On success: the upstream connection,
-    /// status, framing, reusability and where the body starts in `io.up`
-    /// (which holds `io.filled` bytes read). On failure: why, and whether
-    /// the part of the client's body that was not in the read buffer has
-    /// been read whole (only then can the client connection go on).
+    /// informational (1xx) responses. On success: the upstream connection
+    /// and the response head (`io.up` holds `io.filled` bytes read). On
+    /// failure: how far it got, and where the client's body is.
     async fn attempt(
         &self,
         client: &mut TcpStream,
@@ -361,15 +351,17 @@ impl Proxy {
         body_left: u64,
         started: Instant,
         io: &mut Scratch,
-    ) -> Result<Answer, (Failed, bool)> {
+    ) -> Result<Answer, Failed> {
         let head_request = req.method == "HEAD";
         // A pooled connection the upstream closed just now fails before any
         // response byte. If sending failed, the request never reached the
         // application; if the connection closed after it was sent, it may
         // have, so only an idempotent request is sent again. Either way once,
-        // on a new connection, and only while its body is still here.
+        // on a new connection to the same target, and only while its body is
+        // still here.
         let mut fresh_only = false;
-        let resend_unanswered = idempotent_name(req.method);
+        let resend_unanswered = answer::idempotent(req.method);
+        let here = |failure| Failed { failure, body: ClientBody::Here };
         loop {
             let (mut up, reused) = match (!fresh_only).then(|| self.pool.take(addr)).flatten() {
                 Some(s) => (s, true),
@@ -378,61 +370,62 @@ impl Proxy {
                         let _ = s.set_nodelay(true);
                         (s, false)
                     }
-                    Ok(Err(e)) => return Err((Failed::Connect(e.to_string()), false)),
+                    Ok(Err(e)) => return Err(here(Failure::Connect(e.to_string()))),
                     Err(_) => {
                         let msg =
                             format!("connect timed out after {}", humantime::format_duration(self.connect_timeout));
-                        return Err((Failed::Connect(msg), false));
+                        return Err(here(Failure::Connect(msg)));
                     }
                 },
             };
             // One timer for sending and for the response head.
-            let mut sent = false;
+            let mut body = ClientBody::Here;
             let exchanged = tokio::time::timeout_at(started + self.upstream_timeout, async {
-                let send = async {
-                    up.write_all(&io.out).await?;
-                    if body_left > 0 {
-                        copy_exact(client, &mut up, body_left, &mut io.up).await?;
-                    }
-                    Ok::<_, std::io::Error>(())
-                };
-                send.await.map_err(Stage::Send)?;
-                sent = true;
+                up.write_all(&io.out).await.map_err(Stage::Send)?;
+                if body_left > 0 {
+                    body = ClientBody::Torn;
+                    copy_exact(client, &mut up, body_left, &mut io.up).await.map_err(Stage::Send)?;
+                    body = ClientBody::Sent;
+                }
                 read_response_head(&mut up, client, head_request, req.close, io).await.map_err(Stage::Head)
             })
             .await;
-            // A send that failed or timed out may have read part of the
-            // client's body: that connection cannot carry another request.
-            // Once sent, the body (if any) has been read whole.
-            let body_taken = sent && body_left > 0;
             let stale = reused && body_left == 0;
-            match exchanged {
-                Err(_) => return Err((Failed::Timeout, body_taken)),
-                Ok(Ok((status, framing, reusable, body_start))) => {
-                    return Ok(Answer { upstream: up, status, framing, reusable, body_start });
+            let failure = match exchanged {
+                Err(_) => Failure::Timeout(self.upstream_timeout),
+                Ok(Ok(head)) => return Ok(Answer { upstream: up, head }),
+                Ok(Err(Stage::Send(_))) if stale => {
+                    fresh_only = true;
+                    continue;
                 }
-                Ok(Err(Stage::Send(_))) if stale => {}
-                Ok(Err(Stage::Send(e))) => {
-                    return Err((Failed::Other(format!("sending the request: {e}")), false));
+                Ok(Err(Stage::Send(e))) if reused => Failure::Stale(format!("sending the request: {e}")),
+                Ok(Err(Stage::Send(e))) => Failure::Unanswered(format!("sending the request: {e}")),
+                Ok(Err(Stage::Head(HeadError::Closed))) if stale && resend_unanswered => {
+                    fresh_only = true;
+                    continue;
                 }
-                Ok(Err(Stage::Head(HeadError::Closed))) if stale && resend_unanswered => {}
+                Ok(Err(Stage::Head(HeadError::Closed))) if reused => {
+                    Failure::Stale("reused connection closed before a response".into())
+                }
                 Ok(Err(Stage::Head(HeadError::Closed))) => {
-                    return Err((Failed::Other("connection closed before a response".into()), body_taken));
+                    Failure::Unanswered("connection closed before a response".into())
                 }
-                Ok(Err(Stage::Head(HeadError::Io(e))))
-                    if stale && resend_unanswered && e.kind() == std::io::ErrorKind::ConnectionReset => {}
-                Ok(Err(Stage::Head(HeadError::Io(e)))) => return Err((Failed::Other(e.to_string()), body_taken)),
-                Ok(Err(Stage::Head(HeadError::Bad(e)))) => return Err((Failed::Other(e), body_taken)),
-            }
-            // The pooled connection was closed under the request: again, on
-            // a new one.
-            fresh_only = true;
+                Ok(Err(Stage::Head(HeadError::Io(e)))) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    if stale && resend_unanswered {
+                        fresh_only = true;
+                        continue;
+                    }
+                    if reused { Failure::Stale(e.to_string()) } else { Failure::Unanswered(e.to_string()) }
+                }
+                Ok(Err(Stage::Head(HeadError::Io(e)))) => Failure::Broken(e.to_string()),
+                Ok(Err(Stage::Head(HeadError::Bad(e)))) => Failure::Broken(e),
+            };
+            return Err(Failed { failure, body });
         }
     }
 
     /// Sends the response head (in `io.out`) and the body to the client, and
-    /// puts the upstream connection back in the pool when it is clean. Err when either side broke off mid-body: the
-    /// client connection must close then.
+    /// puts the upstream connection back in the pool when it is clean.
     async fn respond(
         &self,
         client: &mut TcpStream,
@@ -440,8 +433,8 @@ impl Proxy {
         addr: SocketAddr,
         client_close: bool,
         io: &mut Scratch,
-    ) -> Result<(), ()> {
-        let Answer { upstream: mut up, framing, reusable, body_start, .. } = answer;
+    ) -> Result<Relayed, BrokeOff> {
+        let Answer { upstream: mut up, head: ResponseHead { framing, reusable, body_start, .. } } = answer;
         // io.out holds the client head (written by read_response_head);
         // io.up[body_start..io.filled] the body bytes read with it.
         let avail = io.filled - body_start;
@@ -463,6 +456,7 @@ impl Proxy {
                     if let Some(suppressed) = self.warnings.allow(&addr.to_string()) {
                         tracing::warn!(upstream = %addr, error = %e, suppressed, "bad chunked response");
                     }
+                    BrokeOff
                 })?;
                 reusable &= now == avail;
                 (now, (!c.done()).then_some(Body::Chunked(c)))
@@ -471,71 +465,64 @@ impl Proxy {
         };
         if now <= COALESCE {
             io.out.extend_from_slice(&io.up[body_start..body_start + now]);
-            client.write_all(&io.out).await.map_err(drop)?;
+            client.write_all(&io.out).await?;
         } else {
-            client.write_all(&io.out).await.map_err(drop)?;
-            client.write_all(&io.up[body_start..body_start + now]).await.map_err(drop)?;
+            client.write_all(&io.out).await?;
+            client.write_all(&io.up[body_start..body_start + now]).await?;
         }
         match left {
             None => {}
-            Some(Body::Length(n)) => copy_exact(&mut up, client, n, &mut io.up).await.map_err(drop)?,
+            Some(Body::Length(n)) => copy_exact(&mut up, client, n, &mut io.up).await?,
             Some(Body::Chunked(mut c)) => loop {
-                let n = up.read(&mut io.up[..]).await.map_err(drop)?;
+                let n = up.read(&mut io.up[..]).await?;
                 if n == 0 {
-                    return Err(());
+                    return Err(BrokeOff);
                 }
                 let used = c.feed(&io.up[..n]).map_err(|e| {
                     if let Some(suppressed) = self.warnings.allow(&addr.to_string()) {
                         tracing::warn!(upstream = %addr, error = %e, suppressed, "bad chunked response");
                     }
+                    BrokeOff
                 })?;
-                client.write_all(&io.up[..used]).await.map_err(drop)?;
+                client.write_all(&io.up[..used]).await?;
                 if c.done() {
                     reusable &= used == n;
                     break;
                 }
             },
             Some(Body::UntilClose) => loop {
-                let n = up.read(&mut io.up[..]).await.map_err(drop)?;
+                let n = up.read(&mut io.up[..]).await?;
                 if n == 0 {
                     break;
                 }
-                client.write_all(&io.up[..n]).await.map_err(drop)?;
+                client.write_all(&io.up[..n]).await?;
             },
         }
         if reusable {
             self.pool.put(addr, up);
         }
-        if close {
-            let _ = client.shutdown().await;
-            return Err(());
-        }
-        Ok(())
+        Ok(if close { Relayed::Close } else { Relayed::KeepAlive })
     }
 
-    /// Answers with a short text of the proxy's own (502, 504). The client
-    /// connection stays open only if the request's body was fully read.
+    /// Answers with one of the proxy's own failure answers, counted in the
+    /// route's metrics. The client connection stays open only if the
+    /// request's body was read whole (in the buffer, or sent).
     #[allow(clippy::too_many_arguments)]
-    async fn simple(
+    async fn answer_own(
         &self,
         client: &mut TcpStream,
-        status: u16,
-        reason: &str,
-        msg: &str,
+        r: answer::OwnAnswer,
+        route: &Route,
+        started: Instant,
         req: &head::Request<'_, '_>,
         body_in_buf: usize,
-        body_taken: bool,
+        body: ClientBody,
     ) -> Next {
-        let body_read = body_taken || body_in_buf as u64 == req.content_length;
+        route.stats.observe(r.status, started.elapsed());
+        let body_read = body_in_buf as u64 == req.content_length || body == ClientBody::Sent;
         let close = req.close || !body_read;
-        let head = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n",
-            msg.len(),
-            if close { "connection: close\r\n" } else { "" }
-        );
-        let mut out = head.into_bytes();
-        out.extend_from_slice(msg.as_bytes());
-        if client.write_all(&out).await.is_err() || close {
+        let out = plain_response(r.status, r.reason, r.body, close);
+        if client.write_all(out.as_bytes()).await.is_err() || close {
             return Next::Close;
         }
         Next::KeepAlive(req.len + body_in_buf)
@@ -544,12 +531,15 @@ impl Proxy {
 
 /// The whole response to a refused head.
 fn refusal_response(why: Refusal) -> String {
-    let msg = format!("{why}\n");
+    plain_response(why.status(), why.reason(), &format!("{why}\n"), true)
+}
+
+/// A whole short text response of the proxy's own.
+fn plain_response(status: u16, reason: &str, body: &str, close: bool) -> String {
     format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{msg}",
-        why.status(),
-        why.reason(),
-        msg.len()
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{body}",
+        body.len(),
+        if close { "connection: close\r\n" } else { "" }
     )
 }
 
@@ -576,14 +566,14 @@ enum HeadError {
 /// Reads the upstream's response head into `io.up`, forwarding 1xx
 /// responses to the client, and writes the client's head into `io.out`
 /// (with `Connection: close` when the client connection ends after it).
-/// Returns status, framing, reusability and where the body starts.
+/// Returns what the proxy needs of the final response's head.
 async fn read_response_head(
     up: &mut TcpStream,
     client: &mut TcpStream,
     head_request: bool,
     client_close: bool,
     io: &mut Scratch,
-) -> Result<(u16, Framing, bool, usize), HeadError> {
+) -> Result<ResponseHead, HeadError> {
     let mut filled = 0;
     let mut seen_any = false;
     if io.up.len() < BUF {
@@ -623,7 +613,12 @@ async fn read_response_head(
             }
             let close = client_close || resp.framing == Framing::UntilClose;
             head::write_client(&mut io.out, &resp, close);
-            let r = (resp.status, resp.framing, resp.reusable, resp.len);
+            let r = ResponseHead {
+                status: resp.status,
+                framing: resp.framing,
+                reusable: resp.reusable,
+                body_start: resp.len,
+            };
             io.filled = filled;
             return Ok(r);
         }

@@ -593,6 +593,39 @@ fn lookup_agrees_with_a_full_scan_on_random_tables() {
 }
 
 #[test]
+fn rebuild_keeps_passive_health_only_while_the_instance_stays() {
+    use crate::routes::outlier::EJECT_AFTER;
+    let w1 = inst("web", "w1", 1, &["urlprefix-a.com/"]);
+    let w2 = inst("web", "w2", 2, &["urlprefix-a.com/"]);
+    let eject = |t: &Table, id: &str| {
+        let r = t.lookup("a.com", "/").expect("route");
+        let i = r.targets.iter().position(|t| t.instance_id == id).expect("target");
+        for _ in 0..EJECT_AFTER {
+            r.health[i].failure(std::time::Instant::now());
+        }
+    };
+    let ejected = |t: &Table, id: &str| {
+        let r = t.lookup("a.com", "/").expect("route");
+        let i = r.targets.iter().position(|t| t.instance_id == id).expect("target");
+        r.health[i].view(std::time::Instant::now()).ejected
+    };
+    let old = clean(&[w1.clone(), w2.clone()], "");
+    eject(&old, "w2");
+    // An unrelated change (a third instance): w2 stays ejected.
+    let w3 = inst("web", "w3", 3, &["urlprefix-a.com/"]);
+    let mut new = clean(&[w1.clone(), w2.clone(), w3], "");
+    new.keep_stats(&old);
+    assert!(ejected(&new, "w2") && !ejected(&new, "w1"));
+    // Consul dropped w2 (deregistered, critical) and then listed it again:
+    // Consul's view rules, it starts afresh.
+    let mut gone = clean(std::slice::from_ref(&w1), "");
+    gone.keep_stats(&new);
+    let mut back = clean(&[w1, w2], "");
+    back.keep_stats(&gone);
+    assert!(!ejected(&back, "w2"));
+}
+
+#[test]
 fn rebuild_keeps_counters_of_unchanged_routes_only() {
     let web = inst("web", "w1", 1, &["urlprefix-a.com/", "urlprefix-*.b.com/x", "urlprefix-/any"]);
     let old = clean(std::slice::from_ref(&web), "");
