@@ -52,6 +52,12 @@ pub struct Cli {
     #[arg(long, env = "REGISTRAR_RESYNC", default_value_t = 30)]
     pub resync: u64,
 
+    /// How long a started container without a HEALTHCHECK may take to
+    /// accept connections on its ports before it is registered anyway
+    /// (0: register at once).
+    #[arg(long, env = "REGISTRAR_READY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ready_timeout: std::time::Duration,
+
     /// Extra tags added to every service (comma-separated).
     #[arg(long, env = "REGISTRAR_TAGS", value_delimiter = ',')]
     pub tags: Vec<String>,

@@ -44,9 +44,9 @@ async fn main() -> anyhow::Result<()> {
             }
         };
         let settings = docker::Settings { node: node.clone(), internal: cli.internal, host_ip };
-        let (host, tx) = (cli.docker_host.clone(), tx.clone());
+        let (host, tx, ready_timeout) = (cli.docker_host.clone(), tx.clone(), cli.ready_timeout);
         sources.spawn(async move {
-            docker::run(host, settings, tx).await;
+            docker::run(host, settings, ready_timeout, tx).await;
             Ok::<_, anyhow::Error>(())
         });
     }

@@ -70,6 +70,9 @@ fn registrar_help_lists_the_contract() {
             "--host-ip",
             "--resync",
             "30",
+            "--ready-timeout",
+            "REGISTRAR_READY_TIMEOUT",
+            "10s",
             "--tags",
         ],
     );

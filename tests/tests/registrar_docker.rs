@@ -34,6 +34,11 @@ fn registrar(s: &Setup, node: &str, extra: &[&str]) -> Daemon {
     if !extra.contains(&"--resync") {
         args.extend(["--resync".to_string(), "2".to_string()]);
     }
+    // Most containers here run `sleep` and accept no connection: register
+    // them at once (waiting for ports is tested in router_deploy.rs).
+    if !extra.contains(&"--ready-timeout") {
+        args.extend(["--ready-timeout".to_string(), "0s".to_string()]);
+    }
     args.extend(extra.iter().map(|a| a.to_string()));
     Daemon::spawn("registrar", &args, &[]).expect("registrar binary built (cargo build -p registrar --bins)")
 }
@@ -414,4 +419,39 @@ async fn docker_going_away_is_survived_and_reconciled() {
     proxy.up();
     // Reconnect -> relist -> reconcile: the stale entry goes, the new one comes.
     wait_ids(&s, &s.node, &prefix, &[id(&s.node, &b, 80)]).await;
+}
+
+#[tokio::test]
+async fn a_container_is_registered_once_its_port_accepts_and_removed_at_its_stop_signal() {
+    let s = setup("ready").await;
+    let r = registrar(&s, &s.node, &["--ready-timeout", "10s"]);
+    // Started after the listing: a container listed running is registered
+    // at once (it is serving, or was started before the registrar).
+    let up = wait_until(WAIT, || async { r.logs().contains("Docker connected").then_some(()) }).await;
+    assert!(up.is_some(), "registrar did not connect to Docker:\n{}", r.logs());
+    let name = unique("ready");
+    // httpd listens two seconds after the start; busybox as PID 1 ignores
+    // SIGTERM, so `docker stop -t 4` leaves it running for four seconds.
+    let c = Container::run(&name, &["-p", "80", s.image.tag(), "sh", "-c", "sleep 2; exec httpd -f -p 80 -h /www"])
+        .expect("container runs");
+    let ip = c.ip_on("bridge").expect("bridge address");
+    let sid = id(&s.node, &name, 80);
+    let listed = wait_until(WAIT, || async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        entries(&s, &s.node, &name).await.filter(|e| e.contains_key(&sid))
+    })
+    .await;
+    assert!(listed.is_some(), "{sid} registered");
+    let accepted = tokio::net::TcpStream::connect((ip.as_str(), 80)).await;
+    assert!(accepted.is_ok(), "registered before its port accepted connections: {accepted:?}");
+
+    let id = c.id().to_string();
+    let stop = std::thread::spawn(move || integration_tests::docker::docker(&["stop", "-t", "4", &id]));
+    let gone = wait_until(Duration::from_secs(3), || async {
+        entries(&s, &s.node, &name).await.filter(|e| e.is_empty()).map(drop)
+    })
+    .await;
+    assert!(gone.is_some(), "still registered 3 s after the stop signal");
+    assert_eq!(c.inspect("{{.State.Running}}").expect("inspect"), "true", "removed before it exited");
+    stop.join().expect("docker stop thread").expect("docker stop");
 }
