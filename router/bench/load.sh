@@ -46,18 +46,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Polls a command for up to $1 seconds.
-wait_for() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then echo "load.sh: timed out waiting for: $*" >&2; return 1; fi
-    sleep 0.1
-  done
-}
+# shellcheck source=router/bench/lib.sh
+source "$root/router/bench/lib.sh"
 
 echo "building the router (release)..." >&2
 cargo build --release -q -p router --bin router

@@ -24,6 +24,9 @@ const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] =
     &["sh", "httpd", "nc", "sleep", "test", "touch", "rm", "cat", "echo", "ls", "wget", "true", "false", "mkdir"];
 
+/// The CGI script at `/cgi-bin/ok` (shared with router/bench/deploy.sh).
+const CGI_OK: &str = include_str!("cgi-ok.sh");
+
 /// A name no other test or run uses: `edge-t-<what>-<pid>-<n>`.
 pub fn unique(what: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -56,7 +59,9 @@ pub struct TestImage {
 
 impl TestImage {
     /// Builds the image: `/bin/busybox` plus applet links, and `/www/index.html`
-    /// (`hello from edge`) for `httpd -h /www`.
+    /// (`hello from edge`) for `httpd -h /www`, and `/www/cgi-bin/ok`, which
+    /// answers any method (POST included, which static files refuse) with
+    /// `ok <hostname>`.
     pub fn build() -> Result<Self, HarnessError> {
         let io = |what: &str| {
             let what = what.to_string();
@@ -75,6 +80,10 @@ impl TestImage {
             symlink("busybox", root.join("bin").join(applet)).map_err(io("symlink applet"))?;
         }
         std::fs::write(root.join("www/index.html"), "hello from edge\n").map_err(io("index.html"))?;
+        std::fs::create_dir_all(root.join("www/cgi-bin")).map_err(io("mkdir cgi-bin"))?;
+        std::fs::write(root.join("www/cgi-bin/ok"), CGI_OK).map_err(io("cgi-bin/ok"))?;
+        std::fs::set_permissions(root.join("www/cgi-bin/ok"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(io("chmod cgi-bin/ok"))?;
         let tag = format!("edge-test-busybox:{:016x}-{}", fnv(&bin), unique("img").replace("edge-t-img-", ""));
 
         let tar = Command::new("tar")

@@ -31,7 +31,12 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        Backend::start_on(name, 0).await
+    }
+
+    /// On a given loopback port (0: any free one).
+    pub async fn start_on(name: &str, port: u16) -> Backend {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local addr");
         let mut tasks = JoinSet::new();
         let n = name.to_string();
