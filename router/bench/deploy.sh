@@ -65,7 +65,7 @@ bin=$root/target/$([ "$PROFILE" = release ] && echo release || echo debug)
 # --- image ------------------------------------------------------------------
 mkdir -p "$work/rootfs/bin" "$work/rootfs/www/cgi-bin" "$work/rootfs/tmp"
 cp /bin/busybox "$work/rootfs/bin/busybox"
-for applet in sh httpd sleep cat echo; do ln -s busybox "$work/rootfs/bin/$applet"; done
+for applet in sh httpd sleep cat echo printf; do ln -s busybox "$work/rootfs/bin/$applet"; done
 cp "$root/tests/src/cgi-ok.sh" "$work/rootfs/www/cgi-bin/ok"
 chmod 755 "$work/rootfs/www/cgi-bin/ok"
 tar -C "$work/rootfs" -cf - . |

@@ -21,8 +21,10 @@ const BUSYBOX: &str = "/bin/busybox";
 
 /// Applets the image links, enough for `httpd`, `nc`, health checks and
 /// `docker exec` scripting.
-const APPLETS: &[&str] =
-    &["sh", "httpd", "nc", "sleep", "test", "touch", "rm", "cat", "echo", "ls", "wget", "true", "false", "mkdir"];
+const APPLETS: &[&str] = &[
+    "sh", "httpd", "nc", "sleep", "test", "touch", "rm", "cat", "echo", "ls", "wget", "true", "false", "mkdir",
+    "printf",
+];
 
 /// The CGI script at `/cgi-bin/ok` (shared with router/bench/deploy.sh).
 const CGI_OK: &str = include_str!("cgi-ok.sh");
