@@ -4,6 +4,8 @@
 #   1. direct to the backend (nginx serving a small file)
 #   2. through the router
 #   3. through nginx as a reverse proxy with a keepalive upstream
+#   3b. through a router writing the access log (common format, to a file),
+#      against the router without one in the same rounds
 #   4. through the router again with 10,000 host routes loaded (requests
 #      spread over all 10,000 hosts, and to one), each round also through a
 #      second router whose table holds only the one route, and the router's
@@ -121,6 +123,16 @@ RUST_LOG=warn taskset -c "$SERVER_CORE" "$router_bin" --consul-addr "$consul_add
   --proxy-addr "127.0.0.1:$solo_port" --admin-addr "127.0.0.1:$solo_admin_port" >"$work/solo.log" 2>&1 &
 solo_pid=$!
 pids+=("$solo_pid")
+# A router with the access log on (and request IDs), routing the same one
+# service, measured in the same rounds as the router without one.
+logged_port=$(free_port)
+logged_admin_port=$(free_port)
+RUST_LOG=warn taskset -c "$SERVER_CORE" "$router_bin" --consul-addr "$consul_addr" --tag-prefix solo- \
+  --proxy-addr "127.0.0.1:$logged_port" --admin-addr "127.0.0.1:$logged_admin_port" \
+  --access-log "$work/access.log" --access-log-format common --request-id-header X-Request-Id \
+  >"$work/logged.log" 2>&1 &
+logged_pid=$!
+pids+=("$logged_pid")
 
 # Services live on $nodes external catalog nodes (no checks: routed), written
 # with Consul transactions of at most 64 operations, several at a time.
@@ -156,6 +168,7 @@ register 0 0
 wait_for 30 bash -c "[ \"\$(curl -sf $admin/api/status | jq -r .routes)\" -ge 1 ]"
 wait_for 10 curl -sf -H 'Host: h0.bench' "http://127.0.0.1:$router_port/index.html"
 wait_for 30 curl -sf -H 'Host: h0.bench' "http://127.0.0.1:$solo_port/index.html"
+wait_for 30 curl -sf -H 'Host: h0.bench' "http://127.0.0.1:$logged_port/index.html"
 
 # --- measurements ---------------------------------------------------------
 # Every run uses the same Lua request generator so the client does the same
@@ -208,13 +221,18 @@ median() { sort -n | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
 rss_mb() { awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$router_pid/status"; }
 
 echo "measuring: wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, servers on core $SERVER_CORE, wrk on core $CLIENT_CORE" >&2
-: >"$work/direct" >"$work/router" >"$work/nginx" >"$work/router_vs_nginx"
+: >"$work/direct" >"$work/router" >"$work/nginx" >"$work/router_vs_nginx" >"$work/logged" >"$work/logged_vs_router"
 for ((r = 1; r <= ROUNDS; r++)); do
   measure "http://127.0.0.1:$backend_port" 1 "$backend_worker" >>"$work/direct"
   measure "http://127.0.0.1:$router_port" 1 "$router_pid" >>"$work/router"
+  measure "http://127.0.0.1:$logged_port" 1 "$logged_pid" >>"$work/logged"
   measure "http://127.0.0.1:$nginx_port" 1 "$proxy_worker" >>"$work/nginx"
   round_ratio "$work/router" "$work/nginx" "$work/router_vs_nginx"
+  round_ratio "$work/logged" "$work/router" "$work/logged_vs_router"
 done
+read -r logged_rps logged_p99 logged_cpu <<<"$(median <"$work/logged")"
+logged_vs_router=$(median <"$work/logged_vs_router")
+logged_lines=$(wc -l <"$work/access.log")
 read -r direct_rps direct_p99 direct_cpu <<<"$(median <"$work/direct")"
 read -r router_rps router_p99 router_cpu <<<"$(median <"$work/router")"
 read -r nginx_rps nginx_p99 nginx_cpu <<<"$(median <"$work/nginx")"
@@ -250,7 +268,7 @@ spread_vs_one=$(median <"$work/spread_vs_one")
 spread_vs_solo=$(median <"$work/spread_vs_solo")
 one_vs_solo=$(median <"$work/one_vs_solo")
 rss_big=$(rss_mb)
-for f in direct router nginx solo big big1 direct2; do
+for f in direct router logged nginx solo big big1 direct2; do
   echo "rounds $f (req/s p99 cpu): $(tr '\n' ';' <"$work/$f")" >&2
 done
 
@@ -261,6 +279,7 @@ wrk -t1 -c$CONNECTIONS -d$DURATION, median of $ROUNDS interleaved rounds; backen
 | --- | ---: | ---: | --- | ---: |
 | direct to nginx serving a 100-byte file | $direct_rps | $direct_p99 | 1.00 of direct | $direct_cpu us (backend) |
 | through the router (1 host) | $router_rps | $router_p99 | $(ratio "$router_rps" "$direct_rps") of direct | $router_cpu us (router) |
+| through a router writing the access log (common, to a file) | $logged_rps | $logged_p99 | $(ratio "$logged_rps" "$router_rps") of the router without | $logged_cpu us (router) |
 | through nginx (keepalive upstream) | $nginx_rps | $nginx_p99 | $(ratio "$nginx_rps" "$direct_rps") of direct | $nginx_cpu us (nginx) |
 | a second router with only that 1 route, in the same rounds as the next two | $solo_rps | $solo_p99 | $(ratio "$solo_rps" "$router_rps") of the 1-host router | $solo_cpu us |
 | through the router, $HOSTS hosts, first pass | $cold_rps | $cold_p99 | $(ratio "$cold_rps" "$router_rps") of the 1-host router | $cold_cpu us |
@@ -269,6 +288,7 @@ wrk -t1 -c$CONNECTIONS -d$DURATION, median of $ROUNDS interleaved rounds; backen
 | direct again (drift check) | $direct2_rps | $direct2_p99 | $(ratio "$direct2_rps" "$direct_rps") of the first direct | $direct2_cpu us |
 
 Same-round ratios (median over the rounds): router / nginx $router_vs_nginx;
+access log on / off $logged_vs_router ($logged_lines lines written; CPU per request on / off $(ratio "$logged_cpu" "$router_cpu"));
 $HOSTS hosts loaded, requests spread over all / the 1-route router $spread_vs_solo;
 $HOSTS hosts loaded, requests to one / the 1-route router $one_vs_solo;
 $HOSTS hosts spread / requests to one host $spread_vs_one.

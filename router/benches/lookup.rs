@@ -53,13 +53,13 @@ fn lookup(c: &mut Criterion) {
                 let mut k = 0;
                 b.iter(|| {
                     k = (k + 1) & 1023;
-                    let route = table.lookup(black_box(&reqs[k]), black_box("/api/users/42"));
+                    let route = table.lookup(black_box(&reqs[k]), black_box("/api/users/42"), false);
                     debug_assert_eq!(route.is_some(), expect_hit);
                     route
                 })
             });
         }
-        let route = table.lookup("host0.example.com", "/").expect("route");
+        let route = table.lookup("host0.example.com", "/", false).expect("route");
         group.bench_function(BenchmarkId::new("pick_rr", hosts), |b| b.iter(|| route.pick(Strategy::Rr, &[])));
     }
     group.finish();

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser;
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, Parser, ValueEnum};
+
+use crate::routes::options::Cidr;
 
 /// How one instance is picked among a route's targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,4 +105,45 @@ pub struct Cli {
     /// How long to merge a burst of Consul changes into one table update.
     #[arg(long, env = "ROUTER_COALESCE", default_value = "3ms", value_parser = humantime::parse_duration)]
     pub coalesce: Duration,
+
+    /// Normalise request paths before routing and forward the normalised
+    /// path (`%2F` decoded, `.`/`..` removed, `//` merged); `false` keeps
+    /// raw paths.
+    #[arg(long, env = "ROUTER_PATH_NORMALIZE", default_value_t = true, action = ArgAction::Set)]
+    pub path_normalize: bool,
+
+    /// Peers (CIDR blocks, comma-separated) whose `X-Forwarded-Proto`,
+    /// `X-Forwarded-Port`, `X-Forwarded-Host` and `X-Real-Ip` are kept; from
+    /// anyone else they are overwritten. Default: none.
+    #[arg(long, env = "ROUTER_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// Status answered when no route takes a request.
+    #[arg(long, env = "ROUTER_NO_ROUTE_STATUS", default_value_t = 404,
+          value_parser = clap::value_parser!(u16).range(200..=599))]
+    pub no_route_status: u16,
+
+    /// Consul KV key holding an HTML page answered (with
+    /// `--no-route-status`) when no route takes a request; an absent or
+    /// empty key gives a plain-text line. Empty: no page is read.
+    #[arg(long, env = "ROUTER_NO_ROUTE_HTML_KEY", default_value = "router/noroute.html")]
+    pub no_route_html_key: String,
+
+    /// Access log: `stdout`, `stderr`, a file path (appended to) or `off`.
+    #[arg(long, env = "ROUTER_ACCESS_LOG", default_value = "off")]
+    pub access_log: crate::access::Target,
+
+    /// Access log line format: `common`, `combined`, `json`, or a template
+    /// of `$fields` (docs/router.md lists them).
+    #[arg(long, env = "ROUTER_ACCESS_LOG_FORMAT", default_value = "common", value_parser = crate::access::Format::parse)]
+    pub access_log_format: crate::access::Format,
+
+    /// Request ID header: passed upstream and logged; generated (a UUID)
+    /// when the request has none. Unset: no request IDs.
+    #[arg(long, env = "ROUTER_REQUEST_ID_HEADER", value_parser = header_name)]
+    pub request_id_header: Option<String>,
+}
+
+fn header_name(s: &str) -> Result<String, String> {
+    http::HeaderName::from_bytes(s.as_bytes()).map(|_| s.to_string()).map_err(|_| format!("'{s}' is not a header name"))
 }

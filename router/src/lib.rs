@@ -1,5 +1,6 @@
 //! router as a library: the pure routing core is shared by the daemon
 //! (main.rs) and the benchmarks, which cannot reach into a binary crate.
 
+pub mod access;
 pub mod cli;
 pub mod routes;

@@ -14,7 +14,7 @@ mod proxy;
 mod ratelimit;
 mod serve;
 
-use router::{cli, routes};
+use router::{access, cli, routes};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +64,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         discovery::Config {
             tag_prefix: cli.tag_prefix.clone(),
             overrides_key: cli.overrides_key.clone(),
+            no_route_html_key: cli.no_route_html_key.clone(),
             timing: discovery::Timing {
                 wait: cli.consul_wait,
                 backoff_min: Duration::from_millis(100),
@@ -86,6 +87,12 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         header_timeout: cli.header_timeout,
         head_limits: serve::HeadLimits { bytes: cli.max_header_bytes, headers: cli.max_headers },
         warnings: ratelimit::Limiter::new(Duration::from_secs(10), 5),
+        path_normalize: cli.path_normalize,
+        trusted_proxies: cli.trusted_proxies.clone(),
+        no_route_status: http::StatusCode::from_u16(cli.no_route_status).context("--no-route-status")?,
+        access_log: access::AccessLog::start(&cli.access_log, cli.access_log_format.clone())
+            .with_context(|| format!("opening the access log {:?}", cli.access_log))?,
+        request_id_header: cli.request_id_header.as_deref().map(str::to_ascii_lowercase),
     });
     let sweeper = proxy.clone();
     tokio::spawn(async move {

@@ -128,7 +128,7 @@ mod tests {
     fn counts_and_buckets() {
         let t = table();
         let m = Metrics::default();
-        let r = t.lookup("a.com", "/").expect("route");
+        let r = t.lookup("a.com", "/", false).expect("route");
         r.stats.observe(200, Duration::from_millis(3));
         r.stats.observe(200, Duration::from_millis(300));
         r.stats.observe(502, Duration::from_secs(20));
@@ -151,8 +151,8 @@ mod tests {
     fn unrouted_requests_have_empty_labels_and_series_are_sorted() {
         let t = table();
         let m = Metrics::default();
-        t.lookup("a.com", "/").expect("route").stats.observe(502, Duration::from_millis(1));
-        t.lookup("a.com", "/").expect("route").stats.observe(200, Duration::from_millis(1));
+        t.lookup("a.com", "/", false).expect("route").stats.observe(502, Duration::from_millis(1));
+        t.lookup("a.com", "/", false).expect("route").stats.observe(200, Duration::from_millis(1));
         m.observe_unrouted(404, Duration::from_millis(1));
         let mut out = String::new();
         m.render(&t, &mut out);

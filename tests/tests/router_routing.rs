@@ -49,12 +49,12 @@ async fn routes_by_host_and_path_with_the_tag_grammar() {
     .await;
     assert!(all.is_some(), "10 routes loaded: {}", router.admin_json("/api/routes").await);
 
-    // Exact host; case and port of the Host header are ignored.
+    // Exact host; case and the default port of the Host header are ignored.
     let (s, v) = router.fetch("app.example.com", "/hello?x=1").await;
     assert_eq!((s, v["name"].as_str()), (200, Some("web")));
     assert_eq!(v["path"], "/hello");
     assert_eq!(v["query"], "x=1");
-    assert_eq!(router.fetch("APP.Example.com:9999", "/").await.1["name"], "web");
+    assert_eq!(router.fetch("APP.Example.com:80", "/").await.1["name"], "web");
 
     // Longest prefix wins; strip= removes the route's prefix.
     let (_, v) = router.fetch("app.example.com", "/api/users").await;

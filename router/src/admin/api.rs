@@ -40,7 +40,7 @@ pub fn routes(s: &Snapshot) -> Vec<RouteEntry<'_>> {
                 target: t.url.to_string(),
                 instance: &t.instance_id,
                 weight: t.weight,
-                options: &r.opts,
+                options: &t.opts,
                 tags: &t.tags,
                 health: h.view(now),
             })

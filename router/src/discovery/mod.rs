@@ -10,7 +10,10 @@
 //!   is read together with `health/node/<node>` (one consistent view of the
 //!   node, so a new instance is never routed before its checks are known);
 //! - `health/state/any` wakes on any check change anywhere;
-//! - the overrides KV key.
+//! - the overrides KV key, and the no-route page's key when one is set.
+//!
+//! Before any of that it reads the agent's datacenter (`agent/self`), the
+//! value of `$DC` in tags, so no table is ever built with it unknown.
 //!
 //! A coordinator task owns the caches, merges bursts of changes for a few
 //! milliseconds, rebuilds the table from the caches (no Consul round trip)
@@ -30,7 +33,7 @@ use consul::{QueryOptions, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::routes::{Instance, Problem, Table};
+use crate::routes::{Instance, Problem, Table, Vars};
 pub use state::Limits;
 use state::{Action, Event, State};
 pub use status::{Shared, Snapshot};
@@ -41,6 +44,9 @@ pub use watch::Timing;
 pub struct Config {
     pub tag_prefix: String,
     pub overrides_key: String,
+    /// KV key of the HTML page for unrouted requests (`--no-route-html-key`);
+    /// empty: none.
+    pub no_route_html_key: String,
     pub timing: Timing,
     /// How long to wait for more changes before rebuilding.
     pub coalesce: Duration,
@@ -70,6 +76,8 @@ struct Coordinator {
     /// index) does not rebuild or republish. A fingerprint rather than a
     /// copy: the copy of 10,000 instances held about 4 MB.
     last_input: Option<u128>,
+    /// The values of tag variables (`$DC`).
+    vars: Vars,
 }
 
 impl Coordinator {
@@ -86,10 +94,33 @@ impl Coordinator {
             node_watches: BTreeMap::new(),
             last_problems: BTreeSet::new(),
             last_input: None,
+            vars: Vars::default(),
+        }
+    }
+
+    /// The agent's datacenter, asked until it answers (the router cannot
+    /// route without its agent anyway).
+    async fn read_datacenter(&mut self) {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.client.agent_self().await {
+                Ok(r) => {
+                    let dc = r.value.pointer("/Config/Datacenter").and_then(|v| v.as_str()).unwrap_or_default();
+                    tracing::info!(datacenter = dc, "Consul agent's datacenter ($DC in tags)");
+                    self.vars.datacenter = dc.to_string();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the Consul agent's datacenter");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
         }
     }
 
     async fn run(mut self) {
+        self.read_datacenter().await;
         self.spawn_global_watches();
         while let Some(ev) = self.rx.recv().await {
             self.apply(ev);
@@ -148,6 +179,31 @@ impl Coordinator {
             |pair, _| {
                 Event::Overrides(pair.map(|p| String::from_utf8_lossy(&p.value).into_owned()).unwrap_or_default())
             },
+        ));
+        if self.config.no_route_html_key.is_empty() {
+            return;
+        }
+        let c = self.client.clone();
+        let key = self.config.no_route_html_key.clone();
+        let shared = self.shared.clone();
+        // The page does not change the table: stored as it arrives.
+        let (tx, mut rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Some(html) = rx.recv().await {
+                shared.no_route_html.store(Arc::new(html));
+            }
+        });
+        tokio::spawn(watch::run(
+            format!("kv/{key}"),
+            t,
+            self.shared.clone(),
+            tx,
+            move |o| {
+                let c = c.clone();
+                let key = key.clone();
+                async move { c.kv_get(&key, &o).await }
+            },
+            |pair, _| pair.map(|p| String::from_utf8_lossy(&p.value).into_owned()).unwrap_or_default(),
         ));
     }
 
@@ -221,7 +277,7 @@ impl Coordinator {
             tracing::trace!("no routing-relevant change");
             return;
         }
-        let (mut table, mut problems) = Table::build(&instances, &overrides, prefix);
+        let (mut table, mut problems) = Table::build_with_vars(&instances, &overrides, prefix, &self.vars);
         table.keep_stats(&self.shared.snapshot.load().table);
         problems.extend(
             self.state.problems().map(|(source, message)| Problem { source: source.clone(), message: message.clone() }),

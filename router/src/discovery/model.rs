@@ -52,7 +52,7 @@ impl Catalog {
                 continue;
             }
             for svc in &node.services {
-                if !svc.tags.iter().any(|t| t.starts_with(prefix)) {
+                if !svc.tags.iter().any(|t| t.trim_start().starts_with(prefix)) {
                     continue;
                 }
                 let ok = node.checks.iter().filter(|c| c.service_id == svc.id).all(passing);

@@ -38,11 +38,18 @@ impl Snapshot {
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub status: Status,
+    /// The page answered to unrouted requests (`--no-route-html-key`);
+    /// empty: a plain-text line instead.
+    pub no_route_html: ArcSwap<String>,
 }
 
 impl Shared {
     pub fn new() -> Arc<Self> {
-        Arc::new(Shared { snapshot: ArcSwap::from_pointee(Snapshot::empty()), status: Status::default() })
+        Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            status: Status::default(),
+            no_route_html: ArcSwap::from_pointee(String::new()),
+        })
     }
 }
 

@@ -27,12 +27,13 @@ pub fn idempotent(method: &str) -> bool {
 }
 
 /// The Host header sent to `target`: the client's (a route without options
-/// keeps it), the target's address (`host=dst`) or a fixed name.
+/// keeps it), the target's address (`host=dst`) or a fixed name, by the
+/// target's own `host=` (options are per target, docs/router.md).
 pub fn upstream_host<'a>(route: &'a Route, client_host: &'a str, target: &'a Target) -> &'a str {
     if route.fast.untouched {
         return client_host;
     }
-    match &route.opts.host {
+    match &target.opts.host {
         HostHeader::Keep => client_host,
         HostHeader::Dst => target.url.authority().map(|a| a.as_str()).unwrap_or_default(),
         HostHeader::Name(n) => n,
@@ -351,7 +352,7 @@ mod tests {
     #[test]
     fn every_target_is_tried_once_up_to_the_bound() {
         let t = table(6, "");
-        let r = t.lookup("a.com", "/").expect("route");
+        let r = t.lookup("a.com", "/", false).expect("route");
         let failures = Failures::default();
         let warnings = Limiter::new(Duration::from_secs(1), 100);
         let m = Report { failures: &failures, warnings: &warnings };
@@ -373,7 +374,7 @@ mod tests {
 
         // Two targets: both tried, then 502.
         let t = table(2, "");
-        let r = t.lookup("a.com", "/").expect("route");
+        let r = t.lookup("a.com", "/", false).expect("route");
         let mut a = Attempts::default();
         let (_, t0) = a.next(r, Strategy::Rr).expect("first");
         assert_eq!(a.failed(r, t0, Failure::Connect("x".into()), GET, &m), Verdict::Retry);
@@ -385,7 +386,7 @@ mod tests {
     #[test]
     fn timeouts_and_unusable_routes_answer_without_leaking_the_target() {
         let t = table(2, "");
-        let r = t.lookup("a.com", "/").expect("route");
+        let r = t.lookup("a.com", "/", false).expect("route");
         let failures = Failures::default();
         let warnings = Limiter::new(Duration::from_secs(1), 100);
         let m = Report { failures: &failures, warnings: &warnings };
@@ -405,7 +406,7 @@ mod tests {
     #[test]
     fn a_target_that_keeps_refusing_is_ejected_and_skipped() {
         let t = table(2, "");
-        let r = t.lookup("a.com", "/").expect("route");
+        let r = t.lookup("a.com", "/", false).expect("route");
         let failures = Failures::default();
         let warnings = Limiter::new(Duration::from_secs(1), 100);
         let m = Report { failures: &failures, warnings: &warnings };
@@ -436,13 +437,13 @@ mod tests {
     #[test]
     fn upstream_host_follows_the_host_option() {
         let t = table(1, "");
-        let r = t.lookup("a.com", "/").expect("route");
+        let r = t.lookup("a.com", "/", false).expect("route");
         assert_eq!(upstream_host(r, "a.com", &r.targets[0]), "a.com");
         let t = table(1, "host=dst");
-        let r = t.lookup("a.com", "/").expect("route");
+        let r = t.lookup("a.com", "/", false).expect("route");
         assert_eq!(upstream_host(r, "a.com", &r.targets[0]), "127.0.0.1:1000");
         let t = table(1, "host=b.org");
-        let r = t.lookup("a.com", "/").expect("route");
+        let r = t.lookup("a.com", "/", false).expect("route");
         assert_eq!(upstream_host(r, "a.com", &r.targets[0]), "b.org");
     }
 }

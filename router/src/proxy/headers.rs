@@ -92,12 +92,28 @@ pub struct ClientInfo<'a> {
     pub host: &'a str,
     /// Port of the listener the request came in on.
     pub local_port: u16,
+    /// The peer is one of `--trusted-proxies`: its `X-Forwarded-Proto`,
+    /// `-Port`, `-Host` and `X-Real-Ip` are kept.
+    pub trusted: bool,
 }
+
+/// The port the client connected to, as `X-Forwarded-Port` carries it: the
+/// Host header's port when it has one, else the listener's.
+pub fn forwarded_port<'a>(host: &'a str, local_port: &'a str) -> &'a str {
+    match crate::routes::tag::split_port(host) {
+        Some((_, Some(port))) => port,
+        _ => local_port,
+    }
+}
+
+/// The client-claimed headers a trusted proxy's values are kept for.
+pub const KEPT_FROM_TRUSTED: [&str; 4] = ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip"];
 
 /// Adds the client's identity. `X-Forwarded-For` and `Forwarded` are lists
 /// each proxy appends to. The single-valued ones are overwritten: the router
 /// is the edge, so a value that arrives with the request came from the client
-/// itself and must not let it claim another address or scheme.
+/// itself and must not let it claim another address or scheme; only a peer
+/// in `--trusted-proxies` (a load balancer in front) keeps its own.
 pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
     let ip = client.ip.to_string();
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -105,14 +121,23 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
         _ => ip.clone(),
     };
     set(headers, "x-forwarded-for", &xff);
-    set(headers, "x-forwarded-proto", "http");
-    if client.host.is_empty() {
-        headers.remove("x-forwarded-host");
-    } else {
-        set(headers, "x-forwarded-host", client.host);
+    let local_port = client.local_port.to_string();
+    let ours = [
+        ("x-forwarded-proto", "http"),
+        ("x-forwarded-host", client.host),
+        ("x-forwarded-port", forwarded_port(client.host, &local_port)),
+        ("x-real-ip", &ip),
+    ];
+    for (name, value) in ours {
+        if client.trusted && headers.contains_key(name) {
+            continue;
+        }
+        if value.is_empty() {
+            headers.remove(name);
+        } else {
+            set(headers, name, value);
+        }
     }
-    set(headers, "x-forwarded-port", &client.local_port.to_string());
-    set(headers, "x-real-ip", &ip);
     let mut elem = Vec::with_capacity(64);
     write_forwarded_elem(&mut elem, &ip, client.ip.is_ipv6(), client.host);
     let elem = String::from_utf8_lossy(&elem);
@@ -148,16 +173,34 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
+/// What `strip` leaves of `path` when it applies: a leading prefix, only on
+/// a segment boundary.
+fn strip_path<'a>(path: &'a str, strip: Option<&str>) -> Option<&'a str> {
+    let s = strip.map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty())?;
+    let rest = path.strip_prefix(s)?;
+    match rest {
+        "" => Some("/"),
+        rest if rest.starts_with('/') => Some(rest),
+        _ => None,
+    }
+}
+
+/// The `strip=` value when it applies to `path`, for `X-Forwarded-Prefix`.
+pub fn stripped_prefix<'s>(path: &str, strip: Option<&'s str>) -> Option<&'s str> {
+    strip_path(path, strip).and(strip)
+}
+
+/// Sets `X-Forwarded-Prefix` to the stripped prefix, if any.
+pub fn set_forwarded_prefix(headers: &mut HeaderMap, prefix: Option<&str>) {
+    if let Some(prefix) = prefix {
+        set(headers, "x-forwarded-prefix", prefix);
+    }
+}
+
 /// The request path after the route's options: `strip` removes a leading
 /// prefix (only on a segment boundary), `prepend` adds one.
 pub fn rewrite_path<'a>(path: &'a str, strip: Option<&str>, prepend: Option<&str>) -> Cow<'a, str> {
-    let mut p: &'a str = path;
-    if let Some(s) = strip.map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty())
-        && let Some(rest) = path.strip_prefix(s)
-        && (rest.is_empty() || rest.starts_with('/'))
-    {
-        p = if rest.is_empty() { "/" } else { rest };
-    }
+    let p: &'a str = strip_path(path, strip).unwrap_or(path);
     match prepend.map(|s| s.trim_end_matches('/')).filter(|s| !s.is_empty()) {
         Some(pre) if pre.starts_with('/') => Cow::Owned(format!("{pre}{p}")),
         Some(pre) => Cow::Owned(format!("/{pre}{p}")),
@@ -247,7 +290,7 @@ mod tests {
     }
 
     fn client(ip: &str) -> ClientInfo<'static> {
-        ClientInfo { ip: ip.parse().unwrap(), host: "app.example.com:8080", local_port: 9999 }
+        ClientInfo { ip: ip.parse().unwrap(), host: "app.example.com:8080", local_port: 9999, trusted: false }
     }
 
     #[test]
@@ -257,9 +300,12 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.example.com:8080");
-        assert_eq!(h["x-forwarded-port"], "9999");
+        assert_eq!(h["x-forwarded-port"], "8080", "the Host header's port");
         assert_eq!(h["x-real-ip"], "10.1.2.3");
         assert_eq!(h["forwarded"], "for=10.1.2.3;proto=http;host=\"app.example.com:8080\"");
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, &ClientInfo { host: "app.example.com", ..client("10.1.2.3") });
+        assert_eq!(h["x-forwarded-port"], "9999", "the listener's port without one");
     }
 
     #[test]
@@ -275,6 +321,41 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "http", "the client cannot claim https");
         assert_eq!(h["x-real-ip"], "::1", "the client cannot claim another address");
         assert_eq!(h["forwarded"], "for=1.1.1.1, for=\"[::1]\";proto=http;host=\"app.example.com:8080\"");
+    }
+
+    #[test]
+    fn a_trusted_proxy_keeps_its_forwarded_values() {
+        let sent = [
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-host", "lb.example.com"),
+            ("x-real-ip", "203.0.113.5"),
+            ("x-forwarded-for", "203.0.113.5"),
+        ];
+        let mut h = map(&sent);
+        add_forwarded(&mut h, &ClientInfo { trusted: true, ..client("10.0.0.2") });
+        for (name, value) in &sent[..4] {
+            assert_eq!(h[*name], *value, "{name} kept");
+        }
+        assert_eq!(h["x-forwarded-for"], "203.0.113.5, 10.0.0.2", "the list still grows");
+        let mut h = map(&[("x-forwarded-proto", "https")]);
+        add_forwarded(&mut h, &ClientInfo { trusted: true, ..client("10.0.0.2") });
+        assert_eq!(h["x-real-ip"], "10.0.0.2", "what it did not send is ours");
+        assert_eq!(h["x-forwarded-host"], "app.example.com:8080");
+        let mut h = map(&sent);
+        add_forwarded(&mut h, &client("10.0.0.2"));
+        assert_eq!(h["x-forwarded-proto"], "http", "an untrusted peer's claims are overwritten");
+        assert_eq!(h["x-real-ip"], "10.0.0.2");
+    }
+
+    #[test]
+    fn forwarded_prefix_only_when_strip_applies() {
+        assert_eq!(stripped_prefix("/api/users", Some("/api")), Some("/api"));
+        assert_eq!(stripped_prefix("/apix", Some("/api")), None);
+        assert_eq!(stripped_prefix("/x", None), None);
+        let mut h = HeaderMap::new();
+        set_forwarded_prefix(&mut h, stripped_prefix("/api", Some("/api/")));
+        assert_eq!(h["x-forwarded-prefix"], "/api/");
     }
 
     #[test]

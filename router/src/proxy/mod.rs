@@ -2,7 +2,7 @@
 //! atomic load, no lock), applies the route's options, and forwards to one of
 //! its targets over a pooled keep-alive client, streaming bodies both ways.
 //!
-//! Outcomes docs/router.md fixes: no route 404, client refused by `allow`/`deny`
+//! Outcomes docs/router.md fixes: no route `--no-route-status` (404), client refused by `allow`/`deny`
 //! 403, every tried target failed 502, no response headers within the upstream
 //! timeout 504. What each failed attempt means (retry elsewhere or answer) is
 //! decided in [`answer`], shared by this path and the fast path.
@@ -10,6 +10,7 @@
 pub mod answer;
 mod client;
 pub mod fast;
+mod find;
 mod framing;
 mod headers;
 mod replay;
@@ -27,7 +28,8 @@ use hyper::body::{Body, Incoming};
 use crate::cli::Strategy;
 use crate::discovery::Shared;
 use crate::metrics::Metrics;
-use crate::routes::Route;
+use crate::routes::options::Cidr;
+use crate::routes::{Route, request_host};
 use crate::serve::{Conn, RespBody, full};
 use answer::{Attempts, Failure, OwnAnswer, Replay, RouteName, Verdict};
 pub use client::Upstreams;
@@ -49,6 +51,23 @@ pub struct Proxy {
     /// Repeated upstream warnings, by upstream: a dead one under load
     /// would otherwise write a line per request.
     pub warnings: crate::ratelimit::Limiter,
+    /// Normalise request paths before routing (`--path-normalize`).
+    pub path_normalize: bool,
+    /// Peers whose `X-Forwarded-Proto/-Port/-Host` and `X-Real-Ip` are kept
+    /// (`--trusted-proxies`).
+    pub trusted_proxies: Vec<Cidr>,
+    /// The answer to a request no route takes (`--no-route-status`).
+    pub no_route_status: StatusCode,
+    /// `--access-log`; None when off.
+    pub access_log: Option<crate::access::AccessLog>,
+    /// `--request-id-header`, lower-cased.
+    pub request_id_header: Option<String>,
+}
+
+impl Proxy {
+    fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|c| c.contains(peer))
+    }
 }
 
 fn text(status: StatusCode, msg: impl Into<bytes::Bytes>) -> Response<RespBody> {
@@ -119,7 +138,7 @@ impl Proxy {
         resp
     }
 
-    async fn handle_request(&self, req: Request<Incoming>, conn: Conn) -> Response<RespBody> {
+    async fn handle_request(&self, mut req: Request<Incoming>, conn: Conn) -> Response<RespBody> {
         let started = Instant::now();
         // The fast path checks every head it hands over; hyper reads heads
         // itself only on an h2c connection, and any HTTP/1 one that reaches
@@ -134,6 +153,31 @@ impl Proxy {
                 return closing(status, format!("{why}\n"));
             }
         }
+        let request_id = self.request_id_header.as_deref().map(|name| ensure_request_id(req.headers_mut(), name));
+        let logged = self.access_log.as_ref().map(|log| access_record(&req, conn, request_id, &log.headers));
+        let mut upstream = None;
+        let (resp, route) = self.route_and_forward(req, conn, started, &mut upstream).await;
+        if let (Some(log), Some(mut r)) = (&self.access_log, logged) {
+            r.status = resp.status().as_u16();
+            r.bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+            r.duration = started.elapsed();
+            r.upstream = upstream;
+            r.route = route.as_ref().map(|(name, _)| name.clone());
+            r.service = route.map(|(_, service)| service);
+            log.log(r);
+        }
+        resp
+    }
+
+    /// The route's answer, and the route's name and service (for the
+    /// access log, only when it is on).
+    async fn route_and_forward(
+        &self,
+        req: Request<Incoming>,
+        conn: Conn,
+        started: Instant,
+        upstream: &mut Option<String>,
+    ) -> (Response<RespBody>, Option<(String, String)>) {
         let snapshot = self.shared.snapshot.load_full();
         let host = req
             .headers()
@@ -142,26 +186,54 @@ impl Proxy {
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
             .unwrap_or("")
             .to_string();
-        let Some(route) = snapshot.table.lookup(&host, req.uri().path()) else {
-            let resp = text(StatusCode::NOT_FOUND, format!("no route for {host}{}\n", req.uri().path()));
+        // The TLS listener (another branch) passes its flag here.
+        let tls = false;
+        let path = find::request_path(req.uri().path(), self.path_normalize).into_owned();
+        let Some(route) = find::route(&snapshot.table, &host, &path, req.uri().query(), tls) else {
+            let resp = self.no_route(&host, &path);
             self.metrics.observe_unrouted(resp.status().as_u16(), started.elapsed());
-            return resp;
+            return (resp, None);
         };
-        let resp = self.forward(route, req, conn, host).await;
+        let resp = self.forward(route, req, conn, host, &path, tls, upstream).await;
         route.stats.observe(resp.status().as_u16(), started.elapsed());
-        resp
+        let named = self.access_log.as_ref().map(|_| (RouteName(route).to_string(), route.service.clone()));
+        (resp, named)
     }
 
-    async fn forward(&self, route: &Route, mut req: Request<Incoming>, conn: Conn, host: String) -> Response<RespBody> {
+    /// The answer when no route takes a request: `--no-route-status`, with
+    /// the HTML page from `--no-route-html-key` when there is one.
+    fn no_route(&self, host: &str, path: &str) -> Response<RespBody> {
+        match self.shared.no_route_html.load().as_str() {
+            "" => text(self.no_route_status, format!("no route for {host}{path}\n")),
+            html => {
+                let mut r = Response::new(full(html.to_string()));
+                *r.status_mut() = self.no_route_status;
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+                r
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        route: &Route,
+        mut req: Request<Incoming>,
+        conn: Conn,
+        host: String,
+        path: &str,
+        tls: bool,
+        upstream_used: &mut Option<String>,
+    ) -> Response<RespBody> {
         let opts = &route.opts;
-        if !opts.allows(conn.peer.ip()) {
+        let xff = req.headers().get_all("x-forwarded-for").iter().map(|v| v.as_bytes());
+        if opts.restricts() && !opts.allows_forwarded(conn.peer.ip(), xff) {
             return text(StatusCode::FORBIDDEN, format!("{} may not use this route\n", conn.peer.ip()));
         }
-        if let Some(r) = &opts.redirect {
-            let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            let status = StatusCode::from_u16(r.code).unwrap_or(StatusCode::FOUND);
+        if let Some((code, location)) = find::redirect(route, &request_host(&host, tls), path, req.uri().query()) {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
             let mut resp = text(status, String::new());
-            match HeaderValue::from_str(&r.location(pq)) {
+            match HeaderValue::from_str(&location) {
                 Ok(loc) => {
                     resp.headers_mut().insert(header::LOCATION, loc);
                 }
@@ -186,17 +258,24 @@ impl Proxy {
             })
             .boxed(),
         );
-        let path = headers::rewrite_path(parts.uri.path(), opts.strip.as_deref(), opts.prepend.as_deref());
-        let client_info = ClientInfo { ip: conn.peer.ip(), host: &host, local_port: conn.local.port() };
+        let client_info = ClientInfo {
+            ip: conn.peer.ip(),
+            host: &host,
+            local_port: conn.local.port(),
+            trusted: self.trusts(conn.peer.ip()),
+        };
         let mut headers_out = std::mem::take(&mut parts.headers);
         headers::remove_hop_by_hop(&mut headers_out, upgrade.as_ref());
         headers::add_forwarded(&mut headers_out, &client_info);
-        let upstream = self.upstreams.for_route(opts.tls_skip_verify);
 
         let mut attempts = Attempts::default();
         while let Some((_, target)) = attempts.next(route, self.strategy) {
             let replay = || Replay { idempotent, body: empty || body.replayable() };
-            let uri = match headers::upstream_uri(&target.url, &path, parts.uri.query()) {
+            // strip=, prepend=, host= and tlsskipverify= are the target's own.
+            let topts = &target.opts;
+            let up_path = headers::rewrite_path(path, topts.strip.as_deref(), topts.prepend.as_deref());
+            let upstream = self.upstreams.for_route(topts.tls_skip_verify);
+            let uri = match headers::upstream_uri(&target.url, &up_path, parts.uri.query()) {
                 Ok(u) => u,
                 Err(e) => {
                     let failure = Failure::Unsent(format!("bad upstream URI: {e}"));
@@ -213,6 +292,7 @@ impl Proxy {
             // Only a request that may be sent again needs the headers again.
             *out.headers_mut() =
                 if attempts.more_possible(route) { headers_out.clone() } else { std::mem::take(&mut headers_out) };
+            headers::set_forwarded_prefix(out.headers_mut(), headers::stripped_prefix(path, topts.strip.as_deref()));
             let host_out = answer::upstream_host(route, &host, target);
             match HeaderValue::from_str(host_out) {
                 Ok(v) if !host_out.is_empty() => {
@@ -246,6 +326,9 @@ impl Proxy {
                 }
                 Ok(Ok(mut resp)) => {
                     attempts.answered(route);
+                    if self.access_log.is_some() {
+                        *upstream_used = target.url.authority().map(|a| a.to_string());
+                    }
                     let up_upgrade = headers::upgrade_protocol(resp.headers());
                     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
                         && let Some(client_up) = client_upgrade
@@ -279,4 +362,50 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The request's ID from header `name`, which is added (a fresh UUID) when
+/// the request has none, so the upstream sees it too.
+fn ensure_request_id(headers: &mut http::HeaderMap, name: &str) -> String {
+    if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+        return v.to_string();
+    }
+    let id = crate::access::request_id();
+    if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&id)) {
+        headers.insert(n, v);
+    }
+    id
+}
+
+/// What the access log needs of a request on hyper's path, taken before it
+/// is forwarded; the answer's fields are filled in after.
+fn access_record(
+    req: &Request<Incoming>,
+    conn: Conn,
+    request_id: Option<String>,
+    wanted: &[String],
+) -> crate::access::Record {
+    let h = req.headers();
+    crate::access::Record {
+        time: std::time::SystemTime::now(),
+        client: conn.peer.ip(),
+        method: req.method().to_string(),
+        uri: req.uri().path_and_query().map_or_else(|| req.uri().to_string(), |pq| pq.to_string()),
+        proto: match req.version() {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_2 => "HTTP/2.0",
+            Version::HTTP_3 => "HTTP/3.0",
+            _ => "HTTP/1.1",
+        },
+        host: h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
+        status: 0,
+        bytes: None,
+        duration: Duration::ZERO,
+        upstream: None,
+        route: None,
+        service: None,
+        request_id,
+        headers: wanted.iter().map(|n| h.get(n.as_str()).and_then(|v| v.to_str().ok()).map(str::to_string)).collect(),
+    }
 }

@@ -9,13 +9,16 @@
 pub mod options;
 pub mod outlier;
 pub mod overrides;
+pub mod path;
 pub mod pick;
 pub mod stats;
 pub mod table;
 pub mod tag;
+pub mod vars;
 
 pub use options::{HostHeader, Proto, Redirect, RouteOptions};
-pub use table::{FastFacts, Problem, Route, Table, Target};
+pub use table::{FastFacts, Problem, Route, Table, Target, request_host};
+pub use vars::Vars;
 
 /// One healthy instance as discovery sees it (already filtered: all checks passing).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -39,4 +42,16 @@ pub(crate) fn proptest_config(default_cases: u32) -> proptest::prelude::Proptest
     }
     c.failure_persistence = None;
     c
+}
+
+/// A fixed xorshift sequence for the randomised tests: reproducible
+/// without a seed file. Each call gives a number below `n`.
+#[cfg(test)]
+pub(crate) fn xorshift(mut state: u64) -> impl FnMut(usize) -> usize {
+    move |n| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    }
 }

@@ -48,16 +48,59 @@ pub enum HostHeader {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Redirect {
     pub code: u16,
-    /// May contain `$path`, replaced by the request's path and query.
+    /// May contain `$host` and `$path` (see [`Redirect::location`]).
     pub url: String,
 }
 
 impl Redirect {
-    /// The Location header for a request; `path_and_query` is the request's
-    /// path with its query string, as the client sent it.
-    pub fn location(&self, path_and_query: &str) -> String {
-        self.url.replace("$path", path_and_query)
+    /// The Location for a request (fabio's rules): `$host` is the request
+    /// host (port-normalised); `$path` is `path` (the request path after
+    /// `strip=`/`prepend=`, percent-encoding as sent) followed by the query,
+    /// unless the destination has its own, and a `/` right before `$path`
+    /// is not doubled. Without `$path` the destination is used as written
+    /// (a missing path becomes `/`) and the request's query is dropped.
+    pub fn location(&self, host: &str, path: &str, query: Option<&str>) -> String {
+        let mut url = if self.url.contains("$path") {
+            let own_query = self.url.contains('?');
+            let mut with_query = path.to_string();
+            if let Some(q) = query.filter(|q| !q.is_empty() && !own_query) {
+                with_query.push('?');
+                with_query.push_str(q);
+            }
+            self.url.replacen("/$path", "$path", 1).replacen("$path", &with_query, 1)
+        } else {
+            let mut url = self.url.clone();
+            let after_scheme = url.find("://").map_or(0, |i| i + 3);
+            if !url[after_scheme..].contains('/') {
+                match url[after_scheme..].find('?') {
+                    Some(q) => url.insert(after_scheme + q, '/'),
+                    None => url.push('/'),
+                }
+            }
+            url
+        };
+        if url.contains("$host") {
+            url = url.replacen("$host", host, 1);
+        }
+        url
     }
+}
+
+/// Whether a redirect's Location points at the request itself: the same
+/// scheme, host (lower-cased, the scheme's default port dropped) and path.
+/// Such a redirect would loop, so the lookup skips it (fabio).
+pub fn redirect_loops(location: &str, scheme: &str, host: &str, path: &str) -> bool {
+    let Some((loc_scheme, rest)) = location.split_once("://") else { return false };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (loc_host, rest) = rest.split_at(end);
+    let loc_path = match rest.find(['?', '#']) {
+        Some(q) => &rest[..q],
+        None => rest,
+    };
+    let loc_path = if loc_path.is_empty() { "/" } else { loc_path };
+    let default_port = if loc_scheme.eq_ignore_ascii_case("https") { ":443" } else { ":80" };
+    let loc_host = loc_host.strip_suffix(default_port).unwrap_or(loc_host);
+    loc_scheme.eq_ignore_ascii_case(scheme) && loc_host.eq_ignore_ascii_case(host) && loc_path == path
 }
 
 /// One `ip:` entry of `allow=`/`deny=`: an address block. A bare address is a
@@ -155,6 +198,37 @@ impl RouteOptions {
         let allowed = self.allow.is_empty() || self.allow.iter().any(|c| c.contains(client));
         allowed && !self.deny.iter().any(|c| c.contains(client))
     }
+
+    /// Whether the route has `allow=` or `deny=` rules at all.
+    pub fn restricts(&self) -> bool {
+        !self.allow.is_empty() || !self.deny.is_empty()
+    }
+
+    /// fabio's check: the peer and every element of the `X-Forwarded-For`
+    /// values must pass (any element may be the real client, so none is
+    /// trusted over the others). An element that is not an address is
+    /// skipped, as fabio does: the peer still has to pass.
+    pub fn allows_forwarded<'v>(&self, peer: IpAddr, xff: impl IntoIterator<Item = &'v [u8]>) -> bool {
+        if !self.allows(peer) {
+            return false;
+        }
+        xff.into_iter()
+            .flat_map(|v| v.split(|&b| b == b','))
+            .filter_map(|e| std::str::from_utf8(e.trim_ascii()).ok()?.parse::<IpAddr>().ok())
+            .all(|ip| self.allows(ip))
+    }
+
+    /// The options that belong to each target rather than to the route:
+    /// `strip=`, `prepend=`, `proto=`, `tlsskipverify=` and `host=` (two
+    /// instances on one route may each send their own Host header).
+    pub fn same_route_options(&self, other: &RouteOptions) -> bool {
+        self.redirect == other.redirect && self.allow == other.allow && self.deny == other.deny
+    }
+
+    /// No option changes the request: no `strip=`, `prepend=` or `host=`.
+    pub fn untouched(&self) -> bool {
+        self.strip.is_none() && self.prepend.is_none() && self.host == HostHeader::Keep
+    }
 }
 
 /// The result of parsing an option list.
@@ -164,6 +238,9 @@ pub struct Parsed {
     /// `weight=`: the share of the route's traffic for the targets this tag or
     /// line produces, in total.
     pub weight: Option<f64>,
+    /// Options that were ignored (the route still applies), e.g. a redirect
+    /// with a code outside 300-399: each becomes a problem of the route.
+    pub ignored: Vec<String>,
 }
 
 /// Parses `key=value` words (already split on whitespace). The first bad
@@ -197,7 +274,10 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Parsed, Str
                     _ => return Err(format!("host='{value}' is not a host name")),
                 }
             }
-            "redirect" => p.opts.redirect = Some(redirect(value)?),
+            "redirect" => match redirect(value)? {
+                Ok(r) => p.opts.redirect = Some(r),
+                Err(why) => p.ignored.push(why),
+            },
             "weight" => p.weight = Some(weight(value)?),
             "allow" => p.opts.allow = cidrs(key, value)?,
             "deny" => p.opts.deny = cidrs(key, value)?,
@@ -226,18 +306,20 @@ pub fn weight(value: &str) -> Result<f64, String> {
     }
 }
 
-fn redirect(value: &str) -> Result<Redirect, String> {
+/// `CODE,URL`. The outer error rejects the route (no comma, a URL that no
+/// header can carry); the inner one is fabio's: a code that is not a number
+/// from 300 to 399 ignores the option, and the route proxies instead.
+fn redirect(value: &str) -> Result<Result<Redirect, String>, String> {
     let Some((code, url)) = value.split_once(',') else {
         return Err(format!("redirect must be CODE,URL, not '{value}'"));
-    };
-    let code = match code.parse::<u16>() {
-        Ok(c @ (301 | 302 | 303 | 307 | 308)) => c,
-        _ => return Err(format!("redirect code must be 301, 302, 303, 307 or 308, not '{code}'")),
     };
     if url.is_empty() || !url.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(format!("redirect URL '{url}' is empty or has spaces or control characters"));
     }
-    Ok(Redirect { code, url: url.to_string() })
+    Ok(match code.parse::<u16>() {
+        Ok(code @ 300..=399) => Ok(Redirect { code, url: url.to_string() }),
+        _ => Err(format!("redirect code must be a number from 300 to 399, not '{code}'; redirect ignored")),
+    })
 }
 
 fn cidrs(key: &str, value: &str) -> Result<Vec<Cidr>, String> {
@@ -328,20 +410,71 @@ mod tests {
     }
 
     #[test]
-    fn redirect_codes_and_location() {
-        for code in [301, 302, 303, 307, 308] {
+    fn redirect_codes_from_300_to_399() {
+        for code in [300, 301, 302, 303, 307, 308, 399] {
             let r = ok(&format!("redirect={code},https://example.com$path")).opts.redirect.unwrap();
             assert_eq!(r.code, code);
         }
-        for bad in ["redirect=200,https://x", "redirect=300,https://x", "redirect=abc,https://x"] {
-            assert!(err(bad).contains("redirect code"), "{bad}");
-        }
         assert!(err("redirect=301").contains("CODE,URL"));
         assert!(err("redirect=301,").contains("URL"));
-        let r = ok("redirect=301,https://new.example.com$path").opts.redirect.unwrap();
-        assert_eq!(r.location("/a/b?x=1"), "https://new.example.com/a/b?x=1");
-        let fixed = ok("redirect=302,https://example.com/").opts.redirect.unwrap();
-        assert_eq!(fixed.location("/ignored"), "https://example.com/");
+    }
+
+    #[test]
+    fn a_redirect_code_outside_300_to_399_is_ignored_and_reported() {
+        for bad in ["redirect=200,https://x", "redirect=400,https://x", "redirect=abc,https://x", "redirect=,https://x"]
+        {
+            let p = ok(&format!("strip=/a {bad}"));
+            assert_eq!(p.opts.redirect, None, "{bad}: the route proxies");
+            assert_eq!(p.opts.strip.as_deref(), Some("/a"), "{bad}: the other options stay");
+            assert_eq!(p.ignored.len(), 1, "{bad}");
+            assert!(p.ignored[0].contains("300 to 399"), "{bad}");
+        }
+    }
+
+    fn loc(url: &str, host: &str, path: &str, query: Option<&str>) -> String {
+        Redirect { code: 301, url: url.into() }.location(host, path, query)
+    }
+
+    #[test]
+    fn redirect_location_host_and_path() {
+        assert_eq!(loc("https://$host$path", "a.com", "/x/y", Some("q=1&r=%20")), "https://a.com/x/y?q=1&r=%20");
+        assert_eq!(loc("https://new.com$path", "a.com", "/a%2Fb", None), "https://new.com/a%2Fb", "bytes kept");
+        assert_eq!(loc("http://a.com/$path", "h", "/x", None), "http://a.com/x", "no doubled slash");
+        assert_eq!(loc("http://a.com/$path", "h", "/", None), "http://a.com/");
+        assert_eq!(loc("http://a.com/base/$path", "h", "/x", None), "http://a.com/base/x");
+        assert_eq!(loc("http://a.com$path?own=1", "h", "/x", Some("q=1")), "http://a.com/x?own=1", "own query wins");
+        assert_eq!(loc("http://a.com$path", "h", "/x", Some("")), "http://a.com/x");
+        assert_eq!(loc("https://example.com/", "h", "/ignored", Some("q=1")), "https://example.com/", "query dropped");
+        assert_eq!(loc("https://example.com", "h", "/ignored", None), "https://example.com/");
+        assert_eq!(loc("https://$host/fixed", "b.com:8080", "/x", None), "https://b.com:8080/fixed");
+    }
+
+    #[test]
+    fn a_redirect_to_the_request_itself_loops() {
+        assert!(redirect_loops("http://a.com/x", "http", "a.com", "/x"));
+        assert!(redirect_loops("HTTP://A.com:80/x?q", "http", "a.com", "/x"));
+        assert!(redirect_loops("https://a.com:443/", "https", "a.com", "/"));
+        assert!(redirect_loops("http://a.com", "http", "a.com", "/"));
+        assert!(!redirect_loops("https://a.com/x", "http", "a.com", "/x"), "another scheme");
+        assert!(!redirect_loops("http://b.com/x", "http", "a.com", "/x"), "another host");
+        assert!(!redirect_loops("http://a.com/y", "http", "a.com", "/x"), "another path");
+        assert!(!redirect_loops("http://a.com:81/x", "http", "a.com", "/x"), "another port");
+        assert!(!redirect_loops("/relative", "http", "a.com", "/relative"));
+    }
+
+    #[test]
+    fn allow_and_deny_see_every_forwarded_for_element() {
+        let p = ok("allow=ip:10.0.0.0/8");
+        let peer = ip("10.0.0.1");
+        assert!(p.opts.allows_forwarded(peer, []));
+        assert!(p.opts.allows_forwarded(peer, [&b"10.1.1.1, 10.2.2.2"[..]]));
+        assert!(!p.opts.allows_forwarded(peer, [&b"10.1.1.1, 192.0.2.1"[..]]), "one outside is enough");
+        assert!(!p.opts.allows_forwarded(peer, [&b"10.1.1.1"[..], &b"192.0.2.1"[..]]), "every header");
+        assert!(p.opts.allows_forwarded(peer, [&b"unknown, 10.1.1.1"[..]]), "non-addresses are skipped");
+        assert!(!p.opts.allows_forwarded(ip("192.0.2.1"), [&b"10.1.1.1"[..]]), "the peer must pass too");
+        let d = ok("deny=ip:192.0.2.0/24");
+        assert!(!d.opts.allows_forwarded(ip("10.0.0.1"), [&b" 192.0.2.9 "[..]]));
+        assert!(d.opts.allows_forwarded(ip("10.0.0.1"), [&b"2001:db8::1"[..]]));
     }
 
     #[test]

@@ -272,7 +272,7 @@ mod tests {
         assert!(err("route add web /").contains("expected"));
         assert!(err("route add web / 10.0.0.1:80").contains("http"));
         assert!(err("route add web / ftp://h/").contains("http"));
-        assert!(err("route add web nopath http://h/").contains("no path"));
+        assert!(err("route add web :3000 http://h/").contains("TCP"));
         assert!(err("route add web / http://h/ weight 2").contains("weight"));
         assert!(err("route add web / http://h/ weight").contains("needs a value"));
         assert!(err("route add web / http://h/ weight 0.1 weight 0.2").contains("twice"));
@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(ok(r#"route del tags "a""#), Command::Del(Del::Tags { service: None, tags: vec!["a".into()] }));
         assert!(err("route del").contains("expected"));
         assert!(err("route del web / http://h/ extra").contains("expected"));
-        assert!(err("route del web badsrc").contains("no path"));
+        assert!(err("route del web bad!src").contains("host"));
     }
 
     #[test]

@@ -2,15 +2,17 @@
 //! overrides, then never changed (the proxy swaps in a new one), so lookups
 //! need no lock and every request sees one consistent table.
 //!
-//! Lookup never scans hosts. Routes are sorted by host, then by path
+//! Lookup never scans the table. Routes are sorted by host, then by path
 //! descending, so each host's routes are one contiguous run in which the first
-//! path that is a prefix of the request path is the longest one; hash maps
-//! from a host (or a wildcard's suffix) to its run find the candidates. The
-//! order tried is fabio's: the exact host, then wildcards from the most
-//! specific (`*.a.example.com`) to the broadest (`*.com`), then the host-less
-//! routes; the first of these with a path prefix that matches wins. So a host
-//! whose own routes do not cover a path falls back to the wildcard and then the
-//! host-less routes, as in fabio.
+//! path that is a prefix of the request path is the longest one. The order in
+//! which hosts are tried is fabio's (docs/router.md, "Tag grammar"): every
+//! route host matching the request host (exact, with the port rules, or as a
+//! glob), most specific first (fabio's order of the reversed host strings,
+//! ranked once when the table is built), then the host-less routes; the first
+//! of these with a matching path prefix wins. Exact hosts are found with one
+//! hash lookup (two when some route host carries `:80`/`:443`); glob patterns
+//! are found by the literal text after their last `*`, one hash lookup per
+//! distinct length of that text, so only patterns that can match are tried.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -31,6 +33,7 @@ use super::overrides::{self, Command, Del};
 use super::pick::Picker;
 use super::stats::RouteStats;
 use super::tag::{self, Source};
+use super::vars::Vars;
 use crate::cli::Strategy;
 
 /// One backend a route can send a request to.
@@ -57,6 +60,11 @@ pub struct Target {
     /// table).
     #[serde(skip)]
     pub root_path: bool,
+    /// The options of the tag or override line that made this target:
+    /// `strip=`, `prepend=`, `proto=`, `tlsskipverify=` and `host=` apply
+    /// per target (fabio). Shared between targets with equal options.
+    #[serde(skip)]
+    pub opts: Arc<RouteOptions>,
 }
 
 /// The address of `url` when it is `http://IP:port/...`.
@@ -99,7 +107,10 @@ pub struct Route {
     pub path: String,
     /// The services behind the route, sorted, comma-separated (usually one).
     pub service: String,
-    pub opts: RouteOptions,
+    /// The first contributor's options. Of these the route uses only what
+    /// is the same for all its targets (`redirect=`, `allow=`, `deny=`); the
+    /// rest is each target's own ([`Target::opts`]).
+    pub opts: Arc<RouteOptions>,
 }
 
 /// Facts about a route, worked out when the table is built, that let the
@@ -110,26 +121,25 @@ pub struct FastFacts {
     /// Every target is `http://IP:port` and there is no redirect.
     pub plain: bool,
     /// No option changes the request or limits clients: no `strip=`,
-    /// `prepend=`, `host=`, `allow=` or `deny=`.
+    /// `prepend=`, `host=` on any target, no `allow=` or `deny=`.
     pub untouched: bool,
     /// The only target, when there is exactly one: its address and whether
     /// its URL path is the root.
     pub single: Option<(SocketAddr, bool)>,
+    /// The route answers with a redirect (`redirect=`): the lookup reads
+    /// its options only then.
+    pub redirect: bool,
 }
 
 impl FastFacts {
     fn of(targets: &[Target], opts: &RouteOptions) -> FastFacts {
         let plain = opts.redirect.is_none() && !targets.is_empty() && targets.iter().all(|t| t.addr.is_some());
-        let untouched = opts.strip.is_none()
-            && opts.prepend.is_none()
-            && opts.host == super::HostHeader::Keep
-            && opts.allow.is_empty()
-            && opts.deny.is_empty();
+        let untouched = !opts.restricts() && targets.iter().all(|t| t.opts.untouched());
         let single = match targets {
             [t] => t.addr.map(|a| (a, t.root_path)),
             _ => None,
         };
-        FastFacts { plain, untouched, single }
+        FastFacts { plain, untouched, single, redirect: opts.redirect.is_some() }
     }
 }
 
@@ -176,11 +186,152 @@ pub struct Problem {
     pub message: String,
 }
 
-/// Host (or wildcard suffix) -> its run of routes. Hashed with foldhash
+/// One host's routes in [`Table::routes`] and the host's place in the order
+/// hosts are tried (lower first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    start: u32,
+    end: u32,
+    rank: u32,
+}
+
+impl Run {
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// Route host as written -> its run of routes. Hashed with foldhash
 /// rather than SipHash: a lookup hashes the request's Host on every request,
 /// and the keys come from Consul, not from clients, so flooding one bucket
 /// is not something a client can do.
-type HostMap = HashMap<HostKey, Range<usize>, foldhash::fast::RandomState>;
+type HostMap = HashMap<HostKey, Run, foldhash::fast::RandomState>;
+
+/// A glob pattern (port-normalised) and its host's run.
+type Pattern = (Box<str>, Run);
+
+/// The glob patterns for one kind of request (plain HTTP or TLS, which
+/// drop a different default port from patterns and hosts alike).
+#[derive(Debug, Default)]
+struct Globs {
+    /// The literal text after a pattern's last `*` -> the patterns ending so
+    /// (port-normalised) with their runs.
+    by_tail: HashMap<Box<str>, Vec<Pattern>, foldhash::fast::RandomState>,
+    /// The distinct lengths of those tails, longest first.
+    tail_lens: Vec<usize>,
+}
+
+impl Globs {
+    fn add(&mut self, pattern: &str, run: Run) {
+        let tail = &pattern[pattern.rfind('*').map_or(0, |i| i + 1)..];
+        if !self.tail_lens.contains(&tail.len()) {
+            self.tail_lens.push(tail.len());
+            self.tail_lens.sort_unstable_by(|a, b| b.cmp(a));
+        }
+        self.by_tail.entry(tail.into()).or_default().push((pattern.into(), run));
+    }
+
+    /// Adds the runs of the patterns matching `host` to `found`.
+    fn matching(&self, host: &str, found: &mut Candidates) {
+        for &len in &self.tail_lens {
+            let Some(at) = host.len().checked_sub(len) else { continue };
+            if !host.is_char_boundary(at) {
+                continue;
+            }
+            let Some(patterns) = self.by_tail.get(&host[at..]) else { continue };
+            for (pattern, run) in patterns {
+                if glob_match(pattern.as_bytes(), host.as_bytes()) {
+                    found.push(*run);
+                }
+            }
+        }
+    }
+}
+
+/// `*` matches any run of characters (dots included, empty included);
+/// everything else matches itself.
+fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let mut back: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            back = Some((p, i));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == s[i] {
+            p += 1;
+            i += 1;
+        } else if let Some((bp, bi)) = back {
+            p = bp + 1;
+            i = bi + 1;
+            back = Some((bp, bi + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// The runs of the hosts matching a request, collected without allocating
+/// for up to eight (more than any real table gives one request).
+#[derive(Default)]
+struct Candidates {
+    inline: [Option<Run>; 8],
+    len: usize,
+    more: Vec<Run>,
+}
+
+impl Candidates {
+    fn push(&mut self, run: Run) {
+        if self.iter().any(|r| r.rank == run.rank) {
+            return;
+        }
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = Some(run),
+            None => self.more.push(run),
+        }
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Run> + '_ {
+        self.inline.iter().flatten().copied().chain(self.more.iter().copied())
+    }
+
+    /// Puts the runs in order, most specific host first; allocates only
+    /// for more than eight.
+    fn sort(&mut self) {
+        if self.more.is_empty() {
+            self.inline[..self.len].sort_unstable_by_key(|r| r.map(|r| r.rank));
+        } else {
+            let mut all: Vec<Run> = self.iter().collect();
+            all.sort_unstable_by_key(|r| r.rank);
+            self.inline = [None; 8];
+            self.more = all;
+        }
+    }
+}
+
+/// fabio's order of route hosts, most specific first: descending by the
+/// host reversed character by character, its `:port` kept at the end
+/// (`*.a.foo.com` before `*.foo.com`, `foo.com:80` before `foo.com`).
+fn specificity_key(host: &str) -> String {
+    let (name, port) = match tag::split_port(host) {
+        Some((name, Some(port))) => (name.trim_start_matches('[').trim_end_matches(']'), Some(port)),
+        _ => (host, None),
+    };
+    let reversed: String = name.chars().rev().collect();
+    match port {
+        Some(port) if reversed.contains(':') => format!("[{reversed}]:{port}"),
+        Some(port) => format!("{reversed}:{port}"),
+        None => reversed,
+    }
+}
+
+/// A host with the default port of the request's scheme dropped (`:80` for
+/// plain HTTP, `:443` for TLS), as fabio normalises both request hosts and
+/// route hosts; any other port stays part of the host.
+fn drop_default_port(host: &str, tls: bool) -> &str {
+    host.strip_suffix(if tls { ":443" } else { ":80" }).unwrap_or(host)
+}
 
 /// Longest host kept inside a [`HostKey`].
 const INLINE_HOST: usize = 30;
@@ -243,10 +394,14 @@ impl std::borrow::Borrow<str> for HostKey {
 pub struct Table {
     /// Sorted by host, then path descending.
     routes: Vec<Route>,
-    /// Exact host -> its run in `routes`.
-    exact: HostMap,
-    /// `example.com` for `*.example.com` -> its run.
-    wildcard: HostMap,
+    /// Every route host, as written -> its run in `routes`.
+    hosts: HostMap,
+    /// Some route host ends in `:80` (`:443`): a plain (TLS) request for
+    /// `h` also tries the route host `h:80` (`h:443`).
+    port80: bool,
+    port443: bool,
+    /// The glob patterns, for plain-HTTP requests and for TLS requests.
+    globs: [Globs; 2],
     /// The host-less routes' run.
     any: Range<usize>,
 }
@@ -256,11 +411,21 @@ impl Table {
     /// be empty). Never fails: bad tags and bad override lines become Problems
     /// and are skipped; everything else still applies.
     pub fn build(instances: &[Instance], overrides: &str, tag_prefix: &str) -> (Table, Vec<Problem>) {
+        Table::build_with_vars(instances, overrides, tag_prefix, &Vars::default())
+    }
+
+    /// [`Table::build`] with the values of the tags' `$VARIABLES`.
+    pub fn build_with_vars(
+        instances: &[Instance],
+        overrides: &str,
+        tag_prefix: &str,
+        vars: &Vars,
+    ) -> (Table, Vec<Problem>) {
         let mut b = Builder::default();
         let mut order: Vec<&Instance> = instances.iter().collect();
         order.sort_by(|a, c| (&a.service, &a.id).cmp(&(&c.service, &c.id)));
         for inst in order {
-            b.add_instance(inst, tag_prefix);
+            b.add_instance(inst, tag_prefix, vars);
         }
         for (line, cmd) in overrides::parse(overrides) {
             match cmd {
@@ -281,10 +446,9 @@ impl Table {
     /// passive-health state. Cost: one hash lookup per route.
     pub fn keep_stats(&mut self, old: &Table) {
         for r in &mut self.routes {
-            let run = match r.host.strip_prefix("*.") {
-                _ if r.host.is_empty() => Some(old.any.clone()),
-                Some(suffix) => old.wildcard.get(suffix).cloned(),
-                None => old.exact.get(r.host.as_str()).cloned(),
+            let run = match r.host.as_str() {
+                "" => Some(old.any.clone()),
+                host => old.hosts.get(host).map(|run| run.range()),
             };
             let prev = run.and_then(|run| old.routes[run].iter().find(|o| o.path == r.path && o.service == r.service));
             if let Some(prev) = prev {
@@ -300,26 +464,62 @@ impl Table {
     }
 
     /// The route for a request. `host`: the raw Host header value (any case,
-    /// may carry `:port`); `path`: the request path without the query.
-    pub fn lookup(&self, host: &str, path: &str) -> Option<&Route> {
+    /// may carry `:port`); `path`: the request path without the query;
+    /// `tls`: the request came over TLS (`:443` is its default port).
+    pub fn lookup(&self, host: &str, path: &str, tls: bool) -> Option<&Route> {
+        self.lookup_by(host, path, tls, |_| true)
+    }
+
+    /// The first route, in lookup order, that `accept` takes: each host
+    /// matching the request, most specific first, offers its longest
+    /// matching path, then the host-less routes do. The proxy uses it to
+    /// skip a redirect that would point at the request itself.
+    pub fn lookup_by(
+        &self,
+        host: &str,
+        path: &str,
+        tls: bool,
+        mut accept: impl FnMut(&Route) -> bool,
+    ) -> Option<&Route> {
         let mut buf = [0u8; 256];
         let host = normalize_host(host, &mut buf);
-        let host: &str = &host;
-        if !host.is_empty() {
-            if let Some(r) = self.exact.get(host).and_then(|run| self.longest_prefix(run, path)) {
-                return Some(r);
+        let host = drop_default_port(&host, tls);
+        // An empty Host is matched too: the glob `*` (or `*:80`) takes it.
+        {
+            let mut found = Candidates::default();
+            if let Some(run) = self.hosts.get(host) {
+                found.push(*run);
             }
-            if !self.wildcard.is_empty() {
-                // Suffixes after each dot, longest (most specific) first.
-                let suffixes = host.match_indices('.').map(|(i, _)| &host[i + 1..]);
-                for suffix in suffixes {
-                    if let Some(r) = self.wildcard.get(suffix).and_then(|run| self.longest_prefix(run, path)) {
-                        return Some(r);
+            if (tls && self.port443) || (!tls && self.port80) {
+                let mut with_port = [0u8; 262];
+                let port: &[u8] = if tls { b":443" } else { b":80" };
+                if let Some(dst) = with_port.get_mut(..host.len() + port.len()) {
+                    dst[..host.len()].copy_from_slice(host.as_bytes());
+                    dst[host.len()..].copy_from_slice(port);
+                    if let Some(run) = std::str::from_utf8(dst).ok().and_then(|h| self.hosts.get(h)) {
+                        found.push(*run);
                     }
                 }
             }
+            self.globs[usize::from(tls)].matching(host, &mut found);
+            let best_first = match found.len {
+                0 => None,
+                1 => found.inline[0],
+                _ => {
+                    found.sort();
+                    for run in found.iter() {
+                        if let Some(r) = self.longest_prefix(&run.range(), path).filter(|r| accept(r)) {
+                            return Some(r);
+                        }
+                    }
+                    None
+                }
+            };
+            if let Some(r) = best_first.and_then(|run| self.longest_prefix(&run.range(), path)).filter(|r| accept(r)) {
+                return Some(r);
+            }
         }
-        self.longest_prefix(&self.any, path)
+        self.longest_prefix(&self.any, path).filter(|r| accept(r))
     }
 
     /// Every route, sorted by host, then path descending (for the API and UI).
@@ -342,18 +542,26 @@ impl Table {
     }
 }
 
-/// Lower-cases the host and drops a `:port` and a trailing dot, without
-/// allocating for any host a DNS name can be (up to 255 bytes).
+/// The request host as routes see it: lower-cased, the scheme's default
+/// port dropped (`:80` plain, `:443` TLS), any other port kept.
+pub fn request_host(raw: &str, tls: bool) -> String {
+    let mut buf = [0u8; 256];
+    drop_default_port(&normalize_host(raw, &mut buf), tls).to_string()
+}
+
+/// Lower-cases the host and drops a trailing dot of its name (`a.com.:81`
+/// is `a.com:81`), without allocating for any host a DNS name can be (up to
+/// 255 bytes).
 fn normalize_host<'a>(raw: &'a str, buf: &'a mut [u8; 256]) -> Cow<'a, str> {
-    let host = match raw.strip_prefix('[') {
-        // `[::1]:80`: the port follows the bracket.
-        Some(_) => raw.find(']').map_or(raw, |end| &raw[..=end]),
-        None => match raw.split_once(':') {
-            Some((h, port)) if !port.contains(':') => h,
-            _ => raw,
-        },
+    let host: Cow<'a, str> = match raw.rfind(':') {
+        Some(colon) if raw[..colon].ends_with('.') && !raw.starts_with('[') => {
+            Cow::Owned(format!("{}{}", &raw[..colon - 1], &raw[colon..]))
+        }
+        _ => Cow::Borrowed(raw.strip_suffix('.').unwrap_or(raw)),
     };
-    let host = host.strip_suffix('.').unwrap_or(host);
+    let Cow::Borrowed(host) = host else {
+        return Cow::Owned(host.to_ascii_lowercase());
+    };
     if !host.bytes().any(|b| b.is_ascii_uppercase()) {
         return Cow::Borrowed(host);
     }
@@ -405,12 +613,13 @@ struct Pending {
     tags: Vec<String>,
     /// Index into `Builder::groups`: targets sharing an explicit weight.
     group: Option<usize>,
+    opts: Arc<RouteOptions>,
 }
 
 #[derive(Debug, Default)]
 struct PendingRoute<'a> {
     /// The first contributor's options, and who that was.
-    opts: Option<(RouteOptions, Origin<'a>)>,
+    opts: Option<(Arc<RouteOptions>, Origin<'a>)>,
     targets: Vec<Pending>,
 }
 
@@ -424,6 +633,9 @@ struct Builder<'a> {
     /// the same tag, so a service's share does not grow with its instances.
     tag_groups: HashMap<(Source, String, String), usize>,
     problems: Vec<Problem>,
+    /// The options last given to a target, shared with the next target whose
+    /// options are equal (the instances of a service usually are).
+    last_opts: Option<Arc<RouteOptions>>,
 }
 
 impl<'a> Builder<'a> {
@@ -431,11 +643,22 @@ impl<'a> Builder<'a> {
         self.problems.push(Problem { source: origin.to_string(), message });
     }
 
-    fn add_instance(&mut self, inst: &'a Instance, prefix: &str) {
+    /// One Arc per distinct run of equal options.
+    fn share(&mut self, opts: RouteOptions) -> Arc<RouteOptions> {
+        match &self.last_opts {
+            Some(last) if **last == opts => last.clone(),
+            _ => self.last_opts.insert(Arc::new(opts)).clone(),
+        }
+    }
+
+    fn add_instance(&mut self, inst: &'a Instance, prefix: &str, vars: &Vars) {
         for t in &inst.tags {
-            let Some(parsed) = tag::parse(t, prefix) else { continue };
+            let Some(parsed) = tag::parse(t, prefix, vars) else { continue };
             let origin = Origin::Tag { service: &inst.service, tag: t };
             let added = parsed.and_then(|r| {
+                for why in &r.parsed.ignored {
+                    self.problem(origin, why.clone());
+                }
                 let url = target_url(r.parsed.opts.proto.scheme(), &inst.address, inst.port)?;
                 let group = r.parsed.weight.map(|w| {
                     let key = (r.source.clone(), inst.service.clone(), t.clone());
@@ -444,14 +667,16 @@ impl<'a> Builder<'a> {
                         self.groups.len() - 1
                     })
                 });
+                let opts = self.share(r.parsed.opts);
                 let target = Pending {
                     service: inst.service.clone(),
                     instance_id: inst.id.clone(),
                     url,
                     tags: inst.tags.clone(),
                     group,
+                    opts,
                 };
-                self.add(r.source, target, r.parsed.opts, origin)
+                self.add(r.source, target, origin)
             });
             if let Err(message) = added {
                 self.problem(origin, message);
@@ -459,17 +684,19 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn add(&mut self, source: Source, target: Pending, opts: RouteOptions, origin: Origin<'a>) -> Result<(), String> {
+    fn add(&mut self, source: Source, target: Pending, origin: Origin<'a>) -> Result<(), String> {
         let route = self.routes.entry((source.host, Reverse(source.path))).or_default();
         let same = |p: &Pending| p.service == target.service && p.instance_id == target.instance_id;
         if route.targets.iter().any(same) {
             return Err("the same instance is already a target of this route; ignored".to_string());
         }
         match &route.opts {
-            None => route.opts = Some((opts, origin)),
-            Some((first, by)) if *first != opts => self.problems.push(Problem {
+            None => route.opts = Some((target.opts.clone(), origin)),
+            Some((first, by)) if !first.same_route_options(&target.opts) => self.problems.push(Problem {
                 source: origin.to_string(),
-                message: format!("options differ from the route's, which come from {by}; the route keeps those"),
+                message: format!(
+                    "redirect=, allow= or deny= differ from the route's, which come from {by}; the route keeps those"
+                ),
             }),
             Some(_) => {}
         }
@@ -480,12 +707,16 @@ impl<'a> Builder<'a> {
     fn apply(&mut self, cmd: Command, origin: Origin<'a>) {
         match cmd {
             Command::Add { service, source, dst, tags, parsed } => {
+                for why in &parsed.ignored {
+                    self.problem(origin, why.clone());
+                }
                 let group = parsed.weight.map(|w| {
                     self.groups.push(w);
                     self.groups.len() - 1
                 });
-                let target = Pending { service, instance_id: dst.to_string(), url: dst, tags, group };
-                if let Err(message) = self.add(source, target, parsed.opts, origin) {
+                let opts = self.share(parsed.opts);
+                let target = Pending { service, instance_id: dst.to_string(), url: dst, tags, group, opts };
+                if let Err(message) = self.add(source, target, origin) {
                     self.problem(origin, message);
                 }
             }
@@ -544,6 +775,7 @@ impl<'a> Builder<'a> {
                     url: p.url,
                     weight,
                     tags: p.tags,
+                    opts: p.opts,
                 })
                 .collect();
             let opts = pending.opts.map(|(o, _)| o).unwrap_or_default();
@@ -563,17 +795,50 @@ impl<'a> Builder<'a> {
         debug_assert!(routes.is_sorted_by(|a, b| (&a.host, Reverse(&a.path)) <= (&b.host, Reverse(&b.path))));
 
         let mut table = Table { routes, ..Table::default() };
+        let mut runs: Vec<(&str, Range<usize>)> = Vec::new();
         let mut start = 0;
         while start < table.routes.len() {
             let host = table.routes[start].host.as_str();
             let end = start + table.routes[start..].iter().take_while(|r| r.host == host).count();
-            match host.strip_prefix("*.") {
-                _ if host.is_empty() => table.any = start..end,
-                Some(suffix) => _ = table.wildcard.insert(suffix.into(), start..end),
-                None => _ = table.exact.insert(host.into(), start..end),
+            match host {
+                "" => table.any = start..end,
+                host => runs.push((host, start..end)),
             }
             start = end;
         }
+        // Ranks: fabio's order of the hosts, worked out once.
+        let mut by_specificity: Vec<(String, usize)> =
+            runs.iter().enumerate().map(|(i, (host, _))| (specificity_key(host), i)).collect();
+        by_specificity.sort_unstable_by(|a, b| b.cmp(a));
+        let mut rank = vec![0u32; runs.len()];
+        for (r, (_, i)) in by_specificity.iter().enumerate() {
+            rank[*i] = r as u32;
+        }
+        let (mut hosts, mut globs) = (HostMap::default(), [Globs::default(), Globs::default()]);
+        let (mut port80, mut port443) = (false, false);
+        for ((host, range), rank) in runs.into_iter().zip(rank) {
+            let run = Run { start: range.start as u32, end: range.end as u32, rank };
+            port80 |= host.ends_with(":80");
+            port443 |= host.ends_with(":443");
+            if host.contains('*') {
+                globs[0].add(drop_default_port(host, false), run);
+                globs[1].add(drop_default_port(host, true), run);
+            } else {
+                hosts.insert(host.into(), run);
+            }
+        }
+        // Patterns are in `hosts` too, for `keep_stats` (a request host
+        // equal to a pattern also matches it as a glob: no change).
+        for g in &globs[0].by_tail {
+            for (_, run) in g.1 {
+                let host = table.routes[run.start as usize].host.as_str();
+                hosts.insert(host.into(), *run);
+            }
+        }
+        table.hosts = hosts;
+        table.globs = globs;
+        table.port80 = port80;
+        table.port443 = port443;
         (table, self.problems)
     }
 }

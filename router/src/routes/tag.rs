@@ -1,17 +1,21 @@
-//! The tag grammar (fabio's): `<prefix>[host]/[path] [opt=value ...]`.
+//! The tag grammar (fabio's): `<prefix>[host[:port]][/path] [opt=value ...]`.
 //!
 //! A service announces its routes in its own Consul tags, so the tag is user
 //! input arriving from the network: every rule is checked here, once, and a
 //! tag that breaks one is rejected with a message saying which, so the table
 //! builder can skip just that tag. The `host/path` part has the same form as
 //! the SRC of an override line and is parsed by [`source`] for both.
+//! docs/router.md ("Tag grammar") is the contract.
 
 use super::options::{self, Parsed};
+use super::vars::Vars;
 
 /// A route source: which requests a route takes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Source {
-    /// Lower-cased; `""` for any host; `*.example.com` for a wildcard.
+    /// Lower-cased, as written otherwise (a `:port` kept): `""` for any
+    /// host, `example.com`, `example.com:8080`, or a glob such as
+    /// `*.example.com` or `*:80`.
     pub host: String,
     /// Starts with `/`; case kept.
     pub path: String,
@@ -25,52 +29,80 @@ pub struct TagRoute {
 }
 
 /// Parses one tag. `None` when the tag does not carry the prefix (an ordinary
-/// tag, not a route); `Some(Err)` when it does but is malformed.
-pub fn parse(tag: &str, prefix: &str) -> Option<Result<TagRoute, String>> {
-    let rest = tag.strip_prefix(prefix)?;
+/// tag, not a route); `Some(Err)` when it does but is malformed. Whitespace
+/// around the tag and after the prefix is ignored, and variables in the
+/// host and path are expanded from `vars` (before the host is lower-cased).
+pub fn parse(tag: &str, prefix: &str, vars: &Vars) -> Option<Result<TagRoute, String>> {
+    let rest = tag.trim().strip_prefix(prefix)?;
     let mut words = rest.split_ascii_whitespace();
     let Some(first) = words.next() else {
         return Some(Err("no host/path after the prefix".to_string()));
     };
-    Some(source(first).and_then(|source| Ok(TagRoute { source, parsed: options::parse(words)? })))
+    Some(source_with(first, vars).and_then(|source| Ok(TagRoute { source, parsed: options::parse(words)? })))
 }
 
-/// Parses `[host]/[path]`.
+/// Parses `[host[:port]][/path]` without variables (an override's SRC).
 pub fn source(s: &str) -> Result<Source, String> {
-    let Some(slash) = s.find('/') else {
-        return Err(format!("'{s}' has no path: a route looks like [host]/[path]"));
-    };
-    let (host, path) = s.split_at(slash);
-    Ok(Source { host: host_pattern(host)?, path: path_prefix(path)? })
+    source_with(s, &Vars::default())
 }
 
-fn host_pattern(host: &str) -> Result<String, String> {
-    let mut lowered = host.to_ascii_lowercase();
-    if lowered.ends_with('.') {
-        lowered.pop();
+/// Parses `[host[:port]][/path]`, expanding variables in both parts. Without
+/// a `/` the whole is the host and the path is `/` (`1.1.1.1:999`).
+fn source_with(s: &str, vars: &Vars) -> Result<Source, String> {
+    let (host, path) = match s.find('/') {
+        Some(slash) => s.split_at(slash),
+        None => (s, "/"),
+    };
+    let host = vars.expand(host);
+    let path = vars.expand(path);
+    // `$y` alone expands to nothing: the path is still the root.
+    let path = if path.is_empty() { "/" } else { &path };
+    if !path.starts_with('/') {
+        return Err(format!("path '{path}' does not start with '/'"));
     }
-    let host = lowered.as_str();
-    if host.is_empty() {
+    Ok(Source { host: host_pattern(&host)?, path: path_prefix(path)? })
+}
+
+/// Checks a route host and lower-cases it: a name, an IP address (IPv6 in
+/// brackets) or a glob whose `*` matches any run of characters, each with an
+/// optional `:port`.
+fn host_pattern(host: &str) -> Result<String, String> {
+    let lowered = host.to_ascii_lowercase();
+    if lowered.is_empty() {
         return Ok(lowered);
     }
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    if name.contains(':') && !name.starts_with('[') {
-        return Err(format!("host '{host}' carries a port; the Host header's port is ignored, leave it out"));
+    let (name, port) = split_port(&lowered).ok_or_else(|| format!("host '{host}' has a bad port"))?;
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return Err(format!("'{host}' has no host: a TCP route (fabio's ':port'), which this router does not serve"));
     }
     if name.starts_with('[') {
         // An IPv6 literal, as it appears in a Host header.
-        let ok = name.ends_with(']')
-            && name[1..name.len() - 1].parse::<std::net::Ipv6Addr>().is_ok()
-            && !host.starts_with("*.");
+        let ok = name.ends_with(']') && name[1..name.len() - 1].parse::<std::net::Ipv6Addr>().is_ok();
         return if ok { Ok(lowered) } else { Err(format!("host '{host}' is not a bracketed IPv6 address")) };
     }
-    let labels_ok = name
-        .split('.')
-        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-    if !labels_ok {
-        return Err(format!("host '{host}' is not a host name or a wildcard like *.example.com"));
+    let chars_ok = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.*".contains(&b));
+    if !chars_ok || name.contains("..") || name.starts_with('.') {
+        return Err(format!(
+            "host '{host}' is not a host name, an IP address or a glob like *.example.com ('*' is the only wildcard)"
+        ));
     }
-    Ok(lowered)
+    Ok(match port {
+        Some(port) => format!("{name}:{port}"),
+        None => name.to_string(),
+    })
+}
+
+/// `name[:port]` -> (name, port); None when the port is not 1-65535.
+pub fn split_port(host: &str) -> Option<(&str, Option<&str>)> {
+    let colon = match host.strip_prefix('[') {
+        Some(_) => host.find(']').and_then(|end| host[end..].find(':').map(|c| end + c)),
+        None => host.rfind(':'),
+    };
+    let Some(colon) = colon else { return Some((host, None)) };
+    let port = &host[colon + 1..];
+    let ok = !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+    (ok && port.parse::<u16>().is_ok_and(|p| p > 0)).then_some((&host[..colon], Some(port)))
 }
 
 fn path_prefix(path: &str) -> Result<String, String> {
@@ -91,14 +123,14 @@ mod tests {
     const P: &str = "urlprefix-";
 
     fn ok(tag: &str) -> TagRoute {
-        match parse(tag, P) {
+        match parse(tag, P, &Vars { datacenter: "dc1".into() }) {
             Some(Ok(r)) => r,
             other => panic!("{tag}: {other:?}"),
         }
     }
 
     fn err(tag: &str) -> String {
-        match parse(tag, P) {
+        match parse(tag, P, &Vars::default()) {
             Some(Err(e)) => e,
             other => panic!("{tag}: {other:?}"),
         }
@@ -110,10 +142,44 @@ mod tests {
 
     #[test]
     fn other_tags_are_not_routes() {
-        assert_eq!(parse("production", P), None);
-        assert_eq!(parse("URLPREFIX-/", P), None, "the prefix is case-sensitive");
-        assert_eq!(parse(" urlprefix-/", P), None);
-        assert!(parse("lb-/x", "lb-").is_some(), "the prefix is configurable");
+        let v = Vars::default();
+        assert_eq!(parse("production", P, &v), None);
+        assert_eq!(parse("URLPREFIX-/", P, &v), None, "the prefix is case-sensitive");
+        assert!(parse("lb-/x", "lb-", &v).is_some(), "the prefix is configurable");
+    }
+
+    #[test]
+    fn whitespace_around_the_tag_and_after_the_prefix_is_trimmed() {
+        assert_eq!(ok(" urlprefix- /foo").source, src("", "/foo"));
+        assert_eq!(ok("\turlprefix-a.com/x strip=/x \n").source, src("a.com", "/x"));
+        assert_eq!(ok(" urlprefix-  /foo  strip=/foo ").parsed.opts.strip.as_deref(), Some("/foo"));
+    }
+
+    #[test]
+    fn a_route_without_slash_is_a_host_with_the_root_path() {
+        assert_eq!(ok("urlprefix-1.1.1.1:999").source, src("1.1.1.1:999", "/"));
+        assert_eq!(ok("urlprefix-example.com").source, src("example.com", "/"));
+        assert_eq!(ok("urlprefix-Example.com proto=https").source, src("example.com", "/"));
+        assert_eq!(ok("urlprefix-exa mple.com/").source, src("exa", "/"), "'mple.com/' is an (unknown) option");
+    }
+
+    #[test]
+    fn hosts_keep_their_port_and_may_be_globs() {
+        assert_eq!(ok("urlprefix-example.com:8080/").source, src("example.com:8080", "/"));
+        assert_eq!(ok("urlprefix-xyz.com:80/").source, src("xyz.com:80", "/"));
+        assert_eq!(ok("urlprefix-*:80/").source, src("*:80", "/"));
+        assert_eq!(ok("urlprefix-*/").source, src("*", "/"));
+        assert_eq!(ok("urlprefix-a.*.com/").source, src("a.*.com", "/"));
+        assert_eq!(ok("urlprefix-*abc.com/").source, src("*abc.com", "/"));
+        assert_eq!(ok("urlprefix-[::1]:8080/").source, src("[::1]:8080", "/"));
+    }
+
+    #[test]
+    fn variables_expand_before_the_host_is_lower_cased() {
+        assert_eq!(ok("urlprefix-$DC.Example.com/").source, src("dc1.example.com", "/"));
+        assert_eq!(ok("urlprefix-api.${DC}.com/$DC/x").source, src("api.dc1.com", "/dc1/x"));
+        assert_eq!(ok("urlprefix-$x/$y").source, src("", "/"), "unknown variables are empty");
+        assert_eq!(ok("urlprefix-/a$y").source, src("", "/a"));
     }
 
     #[test]
@@ -144,22 +210,21 @@ mod tests {
     fn malformed_tags() {
         assert!(err("urlprefix-").contains("no host/path"));
         assert!(err("urlprefix-   ").contains("no host/path"));
-        assert!(err("urlprefix-example.com").contains("no path"));
-        assert!(err("urlprefix-:3000 proto=tcp").contains("no path"));
-        assert!(err("urlprefix-example.com:8080/").contains("port"));
-        assert!(err("urlprefix-exa mple.com/").contains("no path"));
+        assert!(err("urlprefix-:3000 proto=tcp").contains("TCP"));
+        assert!(err("urlprefix-example.com:0/").contains("port"));
+        assert!(err("urlprefix-example.com:65536/").contains("port"));
+        assert!(err("urlprefix-example.com:/").contains("port"));
+        assert!(err("urlprefix-example.com:*/").contains("port"));
         assert!(err("urlprefix-a..b/").contains("host"));
-        assert!(err("urlprefix-*/").contains("host"));
-        assert!(err("urlprefix-a.*.com/").contains("host"));
-        assert!(err("urlprefix-*.*.com/").contains("host"));
+        assert!(err("urlprefix-a?.com/").contains("only wildcard"));
+        assert!(err("urlprefix-{a,b}.com/").contains("only wildcard"));
         assert!(err("urlprefix-ex!ample.com/").contains("host"));
         assert!(err("urlprefix-[zz]/").contains("IPv6"));
-        assert!(err("urlprefix-*.[::1]/").contains("IPv6"));
+        assert!(err("urlprefix-*.[::1]/").contains("host"));
         assert!(err("urlprefix-/a?b").contains("path"));
         assert!(err("urlprefix-/a#b").contains("path"));
         assert!(err("urlprefix-/é").contains("path"));
         assert!(err("urlprefix-/ weight=2").contains("weight"));
-        assert!(err("urlprefix-/ redirect=200,http://x").contains("redirect"));
         assert!(err("urlprefix-/ allow=ip:1.2.3.4/99").contains("prefix length"));
     }
 
@@ -202,6 +267,10 @@ mod tests {
                 "%",
                 ",",
                 "register=",
+                "$DC",
+                "${",
+                "*",
+                " ",
             ]);
             prop::collection::vec(word, 0..12).prop_map(|w| w.concat())
         }
@@ -211,8 +280,9 @@ mod tests {
 
             #[test]
             fn any_tag_parses_or_says_why(tag in prop_oneof![tagish(), any::<String>()]) {
-                let _ = parse(&tag, P);
-                let _ = parse(&format!("{P}{tag}"), P);
+                let vars = Vars { datacenter: "dc1".into() };
+                let _ = parse(&tag, P, &vars);
+                let _ = parse(&format!("{P}{tag}"), P, &vars);
                 let _ = source(&tag);
             }
         }

@@ -14,7 +14,7 @@ use std::mem::MaybeUninit;
 
 use super::one::Boundary;
 use crate::proxy::framing::{self, BodyFraming, Refusal, decimal};
-use crate::proxy::headers::{HOP_BY_HOP, is_end_to_end, write_forwarded_elem};
+use crate::proxy::headers::{HOP_BY_HOP, KEPT_FROM_TRUSTED, forwarded_port, is_end_to_end, write_forwarded_elem};
 
 /// Header lines a head may have on the fast path; more go to hyper (which
 /// allows 100).
@@ -217,8 +217,14 @@ pub struct Upstream<'a> {
     /// The client's address, formatted.
     pub client_ip: &'a str,
     pub client_v6: bool,
-    /// The port of the listener the request came in on, formatted.
+    /// The port of the listener the request came in on, formatted
+    /// (`X-Forwarded-Port` when the Host header has no port).
     pub local_port: &'a str,
+    /// The peer is in `--trusted-proxies`: its `X-Forwarded-Proto`, `-Port`,
+    /// `-Host` and `X-Real-Ip` are passed on instead of ours.
+    pub trusted: bool,
+    /// `X-Forwarded-Prefix`: what `strip=` removed; `""` when nothing.
+    pub prefix: &'a str,
     /// The Host header to send; `""` sends none.
     pub host: &'a str,
     /// The target's own path, without its trailing `/`.
@@ -251,7 +257,19 @@ pub fn write_upstream(out: &mut Vec<u8>, req: &Request<'_, '_>, up: &Upstream<'_
     let mut xff = false;
     let mut fwd = false;
     let hop = HopByHop::of(req.headers);
+    // Which of KEPT_FROM_TRUSTED a trusted peer sent (and so are passed on).
+    let mut kept = [false; KEPT_FROM_TRUSTED.len()];
     for h in req.headers {
+        if up.trusted
+            && let Some(i) = KEPT_FROM_TRUSTED.iter().position(|k| h.name.eq_ignore_ascii_case(k))
+        {
+            kept[i] = true;
+            header(out, h.name, h.value);
+            continue;
+        }
+        if !up.prefix.is_empty() && h.name.eq_ignore_ascii_case("x-forwarded-prefix") {
+            continue;
+        }
         if SET_BY_PROXY.iter().any(|s| h.name.eq_ignore_ascii_case(s)) || hop.contains(h.name) {
             xff |= h.name.eq_ignore_ascii_case("x-forwarded-for");
             fwd |= h.name.eq_ignore_ascii_case("forwarded");
@@ -265,12 +283,18 @@ pub fn write_upstream(out: &mut Vec<u8>, req: &Request<'_, '_>, up: &Upstream<'_
         previous(out, req.headers, "x-forwarded-for");
     }
     out.extend_from_slice(up.client_ip.as_bytes());
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
-    if !req.host.is_empty() {
-        header(out, "x-forwarded-host", req.host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    // In KEPT_FROM_TRUSTED's order.
+    let ours =
+        [b"http", req.host.as_bytes(), forwarded_port(req.host, up.local_port).as_bytes(), up.client_ip.as_bytes()];
+    for ((name, value), kept) in KEPT_FROM_TRUSTED.iter().zip(ours).zip(kept) {
+        if !kept && !value.is_empty() {
+            header(out, name, value);
+        }
     }
-    header(out, "x-forwarded-port", up.local_port.as_bytes());
-    header(out, "x-real-ip", up.client_ip.as_bytes());
+    if !up.prefix.is_empty() {
+        header(out, "x-forwarded-prefix", up.prefix.as_bytes());
+    }
     out.extend_from_slice(b"forwarded: ");
     if fwd {
         previous(out, req.headers, "forwarded");

@@ -39,7 +39,7 @@ pub use pool::Pool;
 
 use super::answer::{self, Attempts, Failure, Replay, Verdict};
 use super::framing::{BodyFraming, Refusal};
-use super::{Proxy, headers};
+use super::{Proxy, find, headers};
 use crate::routes::Route;
 use crate::serve::{Conn, Drain, hyper_conn};
 use chunked::Chunked;
@@ -62,6 +62,7 @@ pub async fn serve_conn(proxy: Arc<Proxy>, mut stream: TcpStream, conn: Conn, mu
     let mut io = Scratch {
         client_ip: conn.peer.ip().to_string(),
         local_port: conn.local.port().to_string(),
+        trusted: proxy.trusts(conn.peer.ip()),
         ..Scratch::default()
     };
     loop {
@@ -105,6 +106,8 @@ enum Next {
 struct Scratch {
     client_ip: String,
     local_port: String,
+    /// The peer is in `--trusted-proxies`.
+    trusted: bool,
     /// The head being written (upstream request, then client response).
     out: Vec<u8>,
     /// Bytes read from the upstream; allocated (and zeroed) once, then only
@@ -248,16 +251,23 @@ impl Proxy {
         End::Close
     }
 
-    /// The route for a request if the fast path can serve it.
+    /// The route for a request if the fast path can serve it; `path` is
+    /// the request's (normalised) path.
     fn fast_route<'t>(
         &self,
         table: &'t crate::routes::Table,
         req: &head::Request<'_, '_>,
+        path: &str,
         conn: Conn,
     ) -> Option<&'t Route> {
-        let route = table.lookup(req.host, req.path)?;
+        // Plain-HTTP listener; the TLS one (another branch) passes its flag.
+        let route = find::route(table, req.host, path, req.query, false)?;
         let f = &route.fast;
-        (f.plain && (f.untouched || route.opts.allows(conn.peer.ip()))).then_some(route)
+        let allowed = || {
+            let xff = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")).map(|h| h.value);
+            !route.opts.restricts() || route.opts.allows_forwarded(conn.peer.ip(), xff)
+        };
+        (f.plain && (f.untouched || allowed())).then_some(route)
     }
 
     /// Proxies one request whose head is parsed; `rest` is what the read
@@ -271,20 +281,39 @@ impl Proxy {
         io: &mut Scratch,
     ) -> Next {
         let started = Instant::now();
+        let wall = self.access_log.as_ref().map(|_| std::time::SystemTime::now());
+        // (the ID, whether the request lacked it and it goes upstream here)
+        let request_id = self.request_id_header.as_deref().map(|name| {
+            match req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)) {
+                Some(h) => (String::from_utf8_lossy(h.value).into_owned(), false),
+                None => (crate::access::request_id(), true),
+            }
+        });
+        let log = |status: u16, bytes: Option<u64>, upstream: Option<SocketAddr>, route: &Route| {
+            if let (Some(log), Some(time)) = (&self.access_log, wall) {
+                log.log(fast_record(
+                    req,
+                    conn,
+                    time,
+                    started,
+                    (status, bytes),
+                    upstream,
+                    route,
+                    &request_id,
+                    &log.headers,
+                ));
+            }
+        };
         let snapshot = self.shared.snapshot.load_full();
-        let Some(route) = self.fast_route(&snapshot.table, req, conn) else {
+        let req_path = find::request_path(req.path, self.path_normalize);
+        let Some(route) = self.fast_route(&snapshot.table, req, &req_path, conn) else {
             let body = BodyFraming { content_length: Some(req.content_length), chunked: false };
             return Next::HandOff(HandOff::Request(one::Boundary { head_len: req.len, body }));
         };
-        let opts = &route.opts;
         let body_in_buf = rest.len().min(usize::try_from(req.content_length).unwrap_or(usize::MAX));
         let body_left = req.content_length - body_in_buf as u64;
         let idempotent = answer::idempotent(req.method);
         let untouched = route.fast.untouched;
-        let path = match untouched {
-            true => Cow::Borrowed(req.path),
-            false => headers::rewrite_path(req.path, opts.strip.as_deref(), opts.prepend.as_deref()),
-        };
 
         let mut attempts = Attempts::default();
         let mut body = ClientBody::Here;
@@ -298,6 +327,14 @@ impl Proxy {
                     None => break,
                 },
             };
+            // strip=, prepend= and host= are the target's own; an untouched
+            // route's targets have none (and are not read).
+            let topts = (!untouched).then_some(&*target.opts);
+            let path = match topts {
+                None => Cow::Borrowed(&*req_path),
+                Some(o) => headers::rewrite_path(&req_path, o.strip.as_deref(), o.prepend.as_deref()),
+            };
+            let prefix = topts.and_then(|o| headers::stripped_prefix(&req_path, o.strip.as_deref()));
             io.out.clear();
             head::write_upstream(
                 &mut io.out,
@@ -306,19 +343,27 @@ impl Proxy {
                     client_ip: &io.client_ip,
                     client_v6: conn.peer.is_ipv6(),
                     local_port: &io.local_port,
+                    trusted: io.trusted,
+                    prefix: prefix.unwrap_or_default(),
                     host: answer::upstream_host(route, req.host, target),
                     base: if root_path { "" } else { target.url.path().trim_end_matches('/') },
                     path: &path,
                 },
             );
+            if let (Some((id, true)), Some(name)) = (&request_id, &self.request_id_header) {
+                add_header(&mut io.out, name, id);
+            }
             io.out.extend_from_slice(&rest[..body_in_buf]);
             let failed = match self.attempt(client, addr, req, body_left, started, io).await {
                 Ok(answer) => {
                     attempts.answered(route);
-                    route.stats.observe(answer.head.status, started.elapsed());
-                    return match self.respond(client, answer, addr, req.close, io).await {
-                        Ok(Relayed::KeepAlive) => Next::KeepAlive(req.len + body_in_buf),
-                        Ok(Relayed::Close) => {
+                    let status = answer.head.status;
+                    route.stats.observe(status, started.elapsed());
+                    let relayed = self.respond(client, answer, addr, req.close, io).await;
+                    log(status, relayed.as_ref().ok().map(|(_, bytes)| *bytes), Some(addr), route);
+                    return match relayed {
+                        Ok((Relayed::KeepAlive, _)) => Next::KeepAlive(req.len + body_in_buf),
+                        Ok((Relayed::Close, _)) => {
                             let _ = client.shutdown().await;
                             Next::Close
                         }
@@ -331,10 +376,14 @@ impl Proxy {
             let replay = Replay { idempotent, body: body == ClientBody::Here };
             match attempts.failed(route, target, failed.failure, replay, &self.report()) {
                 Verdict::Retry => {}
-                Verdict::Answer(r) => return self.answer_own(client, r, route, started, req, body_in_buf, body).await,
+                Verdict::Answer(r) => {
+                    log(r.status, None, None, route);
+                    return self.answer_own(client, r, route, started, req, body_in_buf, body).await;
+                }
             }
         }
         let r = attempts.give_up();
+        log(r.status, None, None, route);
         self.answer_own(client, r, route, started, req, body_in_buf, body).await
     }
 
@@ -425,7 +474,8 @@ impl Proxy {
     }
 
     /// Sends the response head (in `io.out`) and the body to the client, and
-    /// puts the upstream connection back in the pool when it is clean.
+    /// puts the upstream connection back in the pool when it is clean; with
+    /// the bytes sent to the client.
     async fn respond(
         &self,
         client: &mut TcpStream,
@@ -433,7 +483,7 @@ impl Proxy {
         addr: SocketAddr,
         client_close: bool,
         io: &mut Scratch,
-    ) -> Result<Relayed, BrokeOff> {
+    ) -> Result<(Relayed, u64), BrokeOff> {
         let Answer { upstream: mut up, head: ResponseHead { framing, reusable, body_start, .. } } = answer;
         // io.out holds the client head (written by read_response_head);
         // io.up[body_start..io.filled] the body bytes read with it.
@@ -463,6 +513,7 @@ impl Proxy {
             }
             Framing::UntilClose => (avail, Some(Body::UntilClose)),
         };
+        let mut sent = (io.out.len() + now) as u64;
         if now <= COALESCE {
             io.out.extend_from_slice(&io.up[body_start..body_start + now]);
             client.write_all(&io.out).await?;
@@ -472,7 +523,10 @@ impl Proxy {
         }
         match left {
             None => {}
-            Some(Body::Length(n)) => copy_exact(&mut up, client, n, &mut io.up).await?,
+            Some(Body::Length(n)) => {
+                copy_exact(&mut up, client, n, &mut io.up).await?;
+                sent += n;
+            }
             Some(Body::Chunked(mut c)) => loop {
                 let n = up.read(&mut io.up[..]).await?;
                 if n == 0 {
@@ -485,6 +539,7 @@ impl Proxy {
                     BrokeOff
                 })?;
                 client.write_all(&io.up[..used]).await?;
+                sent += used as u64;
                 if c.done() {
                     reusable &= used == n;
                     break;
@@ -496,12 +551,13 @@ impl Proxy {
                     break;
                 }
                 client.write_all(&io.up[..n]).await?;
+                sent += n as u64;
             },
         }
         if reusable {
             self.pool.put(addr, up);
         }
-        Ok(if close { Relayed::Close } else { Relayed::KeepAlive })
+        Ok((if close { Relayed::Close } else { Relayed::KeepAlive }, sent))
     }
 
     /// Answers with one of the proxy's own failure answers, counted in the
@@ -541,6 +597,58 @@ fn plain_response(status: u16, reason: &str, body: &str, close: bool) -> String 
         body.len(),
         if close { "connection: close\r\n" } else { "" }
     )
+}
+
+/// Adds a header line to a finished head (before its empty line).
+fn add_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    if out.ends_with(b"\r\n\r\n") {
+        out.truncate(out.len() - 2);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+    }
+}
+
+/// The access log's record of a request the fast path answered.
+#[allow(clippy::too_many_arguments)]
+fn fast_record(
+    req: &head::Request<'_, '_>,
+    conn: Conn,
+    time: std::time::SystemTime,
+    started: Instant,
+    (status, bytes): (u16, Option<u64>),
+    upstream: Option<SocketAddr>,
+    route: &Route,
+    request_id: &Option<(String, bool)>,
+    wanted: &[String],
+) -> crate::access::Record {
+    let uri = match req.query {
+        Some(q) => format!("{}?{q}", req.path),
+        None => req.path.to_string(),
+    };
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+    };
+    crate::access::Record {
+        time,
+        client: conn.peer.ip(),
+        method: req.method.to_string(),
+        uri,
+        proto: "HTTP/1.1",
+        host: req.host.to_string(),
+        status,
+        bytes,
+        duration: started.elapsed(),
+        upstream: upstream.map(|a| a.to_string()),
+        route: Some(answer::RouteName(route).to_string()),
+        service: Some(route.service.clone()),
+        request_id: request_id.as_ref().map(|(id, _)| id.clone()),
+        headers: wanted.iter().map(|n| header(n)).collect(),
+    }
 }
 
 /// What remains of a response body after the bytes read with its head.

@@ -1,6 +1,7 @@
 //! Table tests: assembly from tags and overrides, weights, and lookup order.
 
 use super::*;
+use crate::routes::HostHeader;
 
 fn inst(service: &str, id: &str, port: u16, tags: &[&str]) -> Instance {
     Instance {
@@ -24,11 +25,11 @@ fn clean(instances: &[Instance], overrides: &str) -> Table {
 
 /// `service@host/path` of the route a request lands on, or "none".
 fn hit(t: &Table, host: &str, path: &str) -> String {
-    t.lookup(host, path).map_or("none".into(), |r| format!("{}@{}{}", r.service, r.host, r.path))
+    t.lookup(host, path, false).map_or("none".into(), |r| format!("{}@{}{}", r.service, r.host, r.path))
 }
 
 fn weights(t: &Table, host: &str, path: &str) -> Vec<(String, f64)> {
-    let r = t.lookup(host, path).expect("route");
+    let r = t.lookup(host, path, false).expect("route");
     r.targets.iter().map(|t| (t.instance_id.clone(), (t.weight * 1e6).round() / 1e6)).collect()
 }
 
@@ -41,7 +42,7 @@ fn one_tag_one_route() {
     let t = clean(&[inst("web", "web-1", 8080, &["urlprefix-example.com/", "production"])], "");
     assert_eq!(t.len(), 1);
     assert!(!t.is_empty());
-    let r = t.lookup("example.com", "/x").expect("route");
+    let r = t.lookup("example.com", "/x", false).expect("route");
     assert_eq!((r.host.as_str(), r.path.as_str(), r.service.as_str()), ("example.com", "/", "web"));
     assert_eq!(r.targets.len(), 1);
     let target = &r.targets[0];
@@ -59,15 +60,15 @@ fn empty_table() {
     let t = Table::empty();
     assert!(t.is_empty());
     assert_eq!(t.len(), 0);
-    assert!(t.lookup("example.com", "/").is_none());
+    assert!(t.lookup("example.com", "/", false).is_none());
     assert!(clean(&[], "").is_empty());
     assert!(clean(&[inst("db", "db-1", 5432, &["primary"])], "").is_empty(), "no urlprefix tag, no route");
 }
 
 #[test]
-fn host_header_port_case_and_trailing_dot_are_ignored() {
+fn host_header_case_trailing_dot_and_default_port_are_normalised() {
     let t = clean(&[inst("web", "w", 1, &["urlprefix-Example.com/"]), inst("v6", "v", 2, &["urlprefix-[::1]/"])], "");
-    for host in ["example.com", "EXAMPLE.com", "example.com:8080", "Example.Com:80", "example.com.", "example.com.:9"] {
+    for host in ["example.com", "EXAMPLE.com", "Example.Com:80", "example.com.", "example.com.:80"] {
         assert_eq!(hit(&t, host, "/"), "web@example.com/", "{host}");
     }
     for host in ["[::1]", "[::1]:80"] {
@@ -76,6 +77,82 @@ fn host_header_port_case_and_trailing_dot_are_ignored() {
     assert_eq!(hit(&t, "example.org", "/"), "none");
     assert_eq!(hit(&t, "", "/"), "none");
     assert_eq!(hit(&t, "::1", "/"), "none", "an unbracketed IPv6 host is not split at a colon");
+}
+
+#[test]
+fn any_other_port_is_part_of_the_host() {
+    let t = clean(
+        &[
+            inst("plain", "p", 1, &["urlprefix-foo.com/"]),
+            inst("p81", "q", 2, &["urlprefix-foo.com:81/"]),
+            inst("any", "a", 3, &["urlprefix-/"]),
+        ],
+        "",
+    );
+    assert_eq!(hit(&t, "foo.com:81", "/"), "p81@foo.com:81/");
+    assert_eq!(hit(&t, "foo.com:82", "/"), "any@/", "falls to the host-less routes");
+    assert_eq!(hit(&t, "foo.com:8080", "/"), "any@/");
+    assert_eq!(hit(&t, "foo.com:443", "/"), "any@/", ":443 is kept on plain HTTP");
+    assert_eq!(t.lookup("foo.com:443", "/", true).map(|r| r.service.as_str()), Some("plain"), "dropped over TLS");
+    assert_eq!(t.lookup("foo.com:80", "/", true).map(|r| r.service.as_str()), Some("any"), ":80 kept over TLS");
+}
+
+#[test]
+fn route_hosts_with_the_default_port_match_the_bare_host() {
+    let t =
+        clean(&[inst("web", "w", 1, &["urlprefix-xyz.com:80/"]), inst("tls", "t", 2, &["urlprefix-xyz.com:443/"])], "");
+    assert_eq!(hit(&t, "xyz.com", "/"), "web@xyz.com:80/");
+    assert_eq!(hit(&t, "xyz.com:80", "/"), "web@xyz.com:80/");
+    assert_eq!(hit(&t, "xyz.com:443", "/"), "tls@xyz.com:443/", "on plain HTTP :443 is just a port");
+    assert_eq!(t.lookup("xyz.com", "/", true).map(|r| r.service.as_str()), Some("tls"));
+    assert_eq!(t.lookup("xyz.com:443", "/", true).map(|r| r.service.as_str()), Some("tls"));
+}
+
+#[test]
+fn globs_match_any_run_including_dots_and_nothing() {
+    let t = clean(
+        &[
+            inst("abc", "a", 1, &["urlprefix-*.abc.com/"]),
+            inst("mid", "m", 2, &["urlprefix-api.*.example.org/"]),
+            inst("any80", "p", 3, &["urlprefix-*:80/"]),
+        ],
+        "",
+    );
+    assert_eq!(hit(&t, "x.y.abc.com", "/"), "abc@*.abc.com/");
+    assert_eq!(hit(&t, ".abc.com", "/"), "abc@*.abc.com/", "* matches the empty string");
+    assert_eq!(hit(&t, "api.eu.example.org", "/"), "mid@api.*.example.org/");
+    assert_eq!(hit(&t, "api..example.org", "/"), "mid@api.*.example.org/");
+    assert_eq!(hit(&t, "abc.com", "/"), "any80@*:80/", "*:80 is any host on plain HTTP");
+    assert_eq!(hit(&t, "other.net:80", "/"), "any80@*:80/");
+    assert_eq!(hit(&t, "other.net:8080", "/"), "any80@*:80/", "on plain HTTP the pattern is `*`, which spans a port");
+    assert_eq!(t.lookup("other.net", "/", true).map(|r| r.service.as_str()), None, "not over TLS");
+}
+
+#[test]
+fn the_more_specific_host_wins_even_with_a_shorter_path() {
+    let t = clean(
+        &[
+            inst("deep", "d", 1, &["urlprefix-*.a.foo.com/"]),
+            inst("broad", "b", 2, &["urlprefix-*.foo.com/api/v1"]),
+            inst("exact", "e", 3, &["urlprefix-x.a.foo.com/"]),
+        ],
+        "",
+    );
+    assert_eq!(hit(&t, "y.a.foo.com", "/api/v1/x"), "deep@*.a.foo.com/");
+    assert_eq!(hit(&t, "x.a.foo.com", "/api/v1/x"), "exact@x.a.foo.com/", "an exact host before any pattern");
+    assert_eq!(hit(&t, "y.b.foo.com", "/api/v1/x"), "broad@*.foo.com/api/v1");
+}
+
+#[test]
+fn specificity_is_fabios_reversed_host_order() {
+    let mut hosts = vec!["*.foo.com", "a.foo.com", "*.a.foo.com", "foo.com", "foo.com:80", "*", "*:80", "[::1]:80"];
+    hosts.sort_by_key(|h| Reverse(specificity_key(h)));
+    // Only hosts that match the same request are ever compared; among
+    // those an exact host comes before a pattern and a deeper pattern before
+    // a broader one.
+    assert_eq!(hosts, vec!["foo.com:80", "*.a.foo.com", "a.foo.com", "*.foo.com", "foo.com", "[::1]:80", "*:80", "*"]);
+    assert_eq!(specificity_key("[::1]:80"), "[1::]:80");
+    assert_eq!(specificity_key("a.com:8080"), "moc.a:8080");
 }
 
 #[test]
@@ -100,7 +177,7 @@ fn exact_beats_wildcard_and_specific_wildcard_beats_broad() {
     assert_eq!(hit(&t, "b.example.com", "/"), "wild@*.example.com/");
     assert_eq!(hit(&t, "x.y.example.com", "/"), "wild@*.example.com/", "a wildcard spans several labels");
     assert_eq!(hit(&t, "x.a.example.com", "/"), "deeper@*.a.example.com/");
-    assert_eq!(hit(&t, "X.A.Example.com:443", "/"), "deeper@*.a.example.com/");
+    assert_eq!(hit(&t, "X.A.Example.com:80", "/"), "deeper@*.a.example.com/");
     assert_eq!(hit(&t, "example.com", "/"), "tld@*.com/", "*.example.com does not match example.com itself");
     assert_eq!(hit(&t, "other.org", "/"), "none");
 }
@@ -177,7 +254,7 @@ fn instances_of_several_services_share_a_route() {
         ],
         "",
     );
-    let r = t.lookup("x", "/").expect("route");
+    let r = t.lookup("x", "/", false).expect("route");
     assert_eq!(r.service, "legacy,web");
     assert_eq!(weights(&t, "x", "/"), w(&[("legacy-1", 1.0 / 3.0), ("web-1", 1.0 / 3.0), ("web-2", 1.0 / 3.0)]));
 }
@@ -203,33 +280,35 @@ fn target_urls_follow_proto_and_bracket_ipv6() {
     let mut named = inst("named", "n-1", 80, &["urlprefix-named.com/"]);
     named.address = "backend-1.internal".into();
     let t = clean(&[v6, named], "");
-    assert_eq!(t.lookup("v6.com", "/").expect("v6").targets[0].url, "https://[fd00::7]:8443/");
-    assert_eq!(t.lookup("named.com", "/").expect("named").targets[0].url, "http://backend-1.internal:80/");
+    assert_eq!(t.lookup("v6.com", "/", false).expect("v6").targets[0].url, "https://[fd00::7]:8443/");
+    assert_eq!(t.lookup("named.com", "/", false).expect("named").targets[0].url, "http://backend-1.internal:80/");
 }
 
 #[test]
 fn malformed_tags_are_skipped_with_a_problem_naming_service_and_tag() {
     let (t, problems) = build(
         &[
-            inst("web", "web-1", 1, &["urlprefix-/ok", "urlprefix-nopath", "urlprefix-/w weight=7", "other"]),
+            inst("web", "web-1", 1, &["urlprefix-/ok", "urlprefix-:3000", "urlprefix-/w weight=7", "other"]),
             inst("api", "api-1", 2, &["urlprefix-/api redirect=200,http://x", "urlprefix-/api2 allow=ip:300.0.0.0/8"]),
         ],
         "",
     );
-    assert_eq!(t.routes().iter().map(|r| r.path.as_str()).collect::<Vec<_>>(), vec!["/ok"]);
+    let routes: Vec<&str> = t.routes().iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(routes, vec!["/ok", "/api"], "a bad redirect code is ignored, the route proxies");
+    assert!(t.lookup("x", "/api", false).expect("route").opts.redirect.is_none());
     let sources: Vec<&str> = problems.iter().map(|p| p.source.as_str()).collect();
     assert_eq!(
         sources,
         vec![
             "service api tag 'urlprefix-/api redirect=200,http://x'",
             "service api tag 'urlprefix-/api2 allow=ip:300.0.0.0/8'",
-            "service web tag 'urlprefix-nopath'",
+            "service web tag 'urlprefix-:3000'",
             "service web tag 'urlprefix-/w weight=7'",
         ]
     );
     assert!(problems[0].message.contains("redirect code"));
     assert!(problems[1].message.contains("not an IP"));
-    assert!(problems[2].message.contains("no path"));
+    assert!(problems[2].message.contains("TCP"));
     assert!(problems[3].message.contains("weight"));
 }
 
@@ -248,25 +327,58 @@ fn bad_instance_address_is_a_problem() {
 #[test]
 fn the_same_instance_twice_on_a_route_is_a_problem() {
     let (t, problems) = build(&[inst("web", "web-1", 1, &["urlprefix-/", "urlprefix-/ strip=/x"])], "");
-    assert_eq!(t.lookup("x", "/").expect("route").targets.len(), 1);
-    assert_eq!(t.lookup("x", "/").expect("route").opts.strip, None);
+    assert_eq!(t.lookup("x", "/", false).expect("route").targets.len(), 1);
+    assert_eq!(t.lookup("x", "/", false).expect("route").opts.strip, None);
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].source, "service web tag 'urlprefix-/ strip=/x'");
     assert!(problems[0].message.contains("already a target"));
 }
 
 #[test]
-fn conflicting_options_keep_the_first_and_are_reported() {
+fn conflicting_route_options_keep_the_first_and_are_reported() {
     let (t, problems) = build(
-        &[inst("web", "web-1", 1, &["urlprefix-/api strip=/api"]), inst("web", "web-2", 2, &["urlprefix-/api"])],
+        &[
+            inst("web", "web-1", 1, &["urlprefix-/api allow=ip:10.0.0.0/8"]),
+            inst("web", "web-2", 2, &["urlprefix-/api deny=ip:10.0.0.0/8"]),
+        ],
         "",
     );
-    let r = t.lookup("x", "/api").expect("route");
-    assert_eq!(r.opts.strip.as_deref(), Some("/api"));
+    let r = t.lookup("x", "/api", false).expect("route");
+    assert_eq!(r.opts.allow.len(), 1);
+    assert!(r.opts.deny.is_empty());
     assert_eq!(r.targets.len(), 2, "the target is kept");
     assert_eq!(problems.len(), 1);
-    assert_eq!(problems[0].source, "service web tag 'urlprefix-/api'");
-    assert!(problems[0].message.contains("service web tag 'urlprefix-/api strip=/api'"));
+    assert_eq!(problems[0].source, "service web tag 'urlprefix-/api deny=ip:10.0.0.0/8'");
+    assert!(problems[0].message.contains("service web tag 'urlprefix-/api allow=ip:10.0.0.0/8'"));
+}
+
+#[test]
+fn options_are_per_target() {
+    let (t, problems) = build(
+        &[
+            inst("web", "web-1", 1, &["urlprefix-/api host=foo.com strip=/api proto=https tlsskipverify=true"]),
+            inst("web", "web-2", 2, &["urlprefix-/api host=bar.com prepend=/v2"]),
+            inst("web", "web-3", 3, &["urlprefix-/api host=bar.com prepend=/v2"]),
+        ],
+        "",
+    );
+    assert!(problems.is_empty(), "per-target options do not conflict: {problems:?}");
+    let r = t.lookup("x", "/api", false).expect("route");
+    let of = |id: &str| r.targets.iter().find(|t| t.instance_id == id).expect("target");
+    assert_eq!(of("web-1").opts.host, HostHeader::Name("foo.com".into()));
+    assert_eq!(of("web-1").opts.strip.as_deref(), Some("/api"));
+    assert!(of("web-1").opts.tls_skip_verify);
+    assert_eq!(of("web-1").url.scheme_str(), Some("https"));
+    assert_eq!(of("web-2").opts.host, HostHeader::Name("bar.com".into()));
+    assert_eq!(of("web-2").opts.prepend.as_deref(), Some("/v2"));
+    assert_eq!(of("web-2").opts.strip, None);
+    assert!(!of("web-2").opts.tls_skip_verify);
+    assert_eq!(of("web-2").url.scheme_str(), Some("http"));
+    assert!(Arc::ptr_eq(&of("web-2").opts, &of("web-3").opts), "equal options are shared");
+    // The picker alternates, and each pick carries its own target's options.
+    let hosts: Vec<HostHeader> = (0..3).map(|_| r.pick(Strategy::Rr, &[]).expect("pick").1.opts.host.clone()).collect();
+    assert!(hosts.contains(&HostHeader::Name("foo.com".into())) && hosts.contains(&HostHeader::Name("bar.com".into())));
+    assert!(!r.fast.untouched);
 }
 
 #[test]
@@ -280,12 +392,12 @@ fn options_reach_the_route() {
         )],
         "",
     );
-    let r = t.lookup("x", "/old/page").expect("redirect route");
+    let r = t.lookup("x", "/old/page", false).expect("redirect route");
     assert_eq!(
-        r.opts.redirect.as_ref().map(|r| r.location("/old/page?q=1")).as_deref(),
+        r.opts.redirect.as_ref().map(|r| r.location("x", "/old/page", Some("q=1"))).as_deref(),
         Some("https://new.example.com/old/page?q=1")
     );
-    let r = t.lookup("x", "/in").expect("internal route");
+    let r = t.lookup("x", "/in", false).expect("internal route");
     assert!(r.opts.allows("10.1.2.3".parse().expect("ip")));
     assert!(!r.opts.allows("192.0.2.1".parse().expect("ip")));
     assert_eq!(r.opts.unknown, vec![("x".to_string(), "y".to_string())]);
@@ -308,7 +420,7 @@ fn tag_weight_is_the_services_share_in_total() {
 #[test]
 fn rr_pick_follows_the_weights() {
     let t = clean(&[inst("a", "a-1", 1, &["urlprefix-/"]), inst("b", "b-1", 2, &["urlprefix-/ weight=0.25"])], "");
-    let r = t.lookup("x", "/").expect("route");
+    let r = t.lookup("x", "/", false).expect("route");
     let mut counts = [0usize; 2];
     for _ in 0..400 {
         counts[r.pick(Strategy::Rr, &[]).expect("pick").0] += 1;
@@ -343,7 +455,7 @@ fn explicit_weights_under_one_with_nobody_else_are_scaled_up() {
 fn all_weights_zero_is_reported_and_picks_nothing() {
     let (t, problems) = build(&[inst("a", "a-1", 1, &["urlprefix-/ weight=0"])], "");
     assert_eq!(weights(&t, "x", "/"), w(&[("a-1", 0.0)]));
-    assert!(t.lookup("x", "/").expect("route").pick(Strategy::Rr, &[]).is_none());
+    assert!(t.lookup("x", "/", false).expect("route").pick(Strategy::Rr, &[]).is_none());
     assert_eq!(
         problems,
         vec![Problem {
@@ -362,14 +474,14 @@ route add ext ext.example.com/ http://192.0.2.10:8080/ tags \"manual\" opts \"ho
 route add extra /  http://192.0.2.11:80/
 ";
     let t = clean(&[inst("web", "web-1", 1, &["urlprefix-/"])], overrides);
-    let ext = t.lookup("ext.example.com", "/").expect("ext");
+    let ext = t.lookup("ext.example.com", "/", false).expect("ext");
     assert_eq!(ext.service, "ext");
     assert_eq!(ext.opts.host, crate::routes::HostHeader::Dst);
     assert_eq!(ext.targets[0].url, "http://192.0.2.10:8080/");
     assert_eq!(ext.targets[0].instance_id, "http://192.0.2.10:8080/");
     assert_eq!(ext.targets[0].tags, vec!["manual"]);
     assert_eq!(weights(&t, "x", "/"), w(&[("web-1", 0.5), ("http://192.0.2.11:80/", 0.5)]));
-    assert_eq!(t.lookup("x", "/").expect("route").service, "extra,web");
+    assert_eq!(t.lookup("x", "/", false).expect("route").service, "extra,web");
 }
 
 #[test]
@@ -389,7 +501,7 @@ fn overrides_del_forms() {
         inst("api", "api-1", 3, &["urlprefix-/", "green"]),
     ];
     let ids = |t: &Table, host: &str| -> Vec<String> {
-        t.lookup(host, "/").map_or(vec![], |r| r.targets.iter().map(|t| t.instance_id.clone()).collect())
+        t.lookup(host, "/", false).map_or(vec![], |r| r.targets.iter().map(|t| t.instance_id.clone()).collect())
     };
 
     let t = clean(&instances, "route del web");
@@ -424,7 +536,7 @@ fn overrides_apply_in_order_and_a_deleted_route_starts_afresh() {
         &[inst("web", "web-1", 1, &["urlprefix-/app strip=/app"])],
         "route del web\nroute add web /app http://192.0.2.1:80/",
     );
-    let r = t.lookup("x", "/app").expect("route");
+    let r = t.lookup("x", "/app", false).expect("route");
     assert_eq!(r.targets.len(), 1);
     assert_eq!(r.targets[0].url, "http://192.0.2.1:80/");
     assert_eq!(r.opts.strip, None, "the deleted route's options went with it");
@@ -494,7 +606,7 @@ fn bad_override_lines_are_problems_with_line_numbers_and_others_apply() {
 fn override_adding_a_target_twice_is_a_problem() {
     let (t, problems) =
         build(&[], "route add a / http://192.0.2.1:80/\nroute add a / http://192.0.2.1:80/ opts \"strip=/x\"");
-    assert_eq!(t.lookup("x", "/").expect("route").targets.len(), 1);
+    assert_eq!(t.lookup("x", "/", false).expect("route").targets.len(), 1);
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].source, "overrides line 2");
 }
@@ -532,44 +644,49 @@ fn serializes_for_the_api() {
     assert_eq!(p, serde_json::json!({"source": "overrides line 1", "message": "m"}));
 }
 
-/// The matching rules written the slow, obvious way: scan every route.
-fn reference<'t>(t: &'t Table, host: &str, path: &str) -> Option<&'t Route> {
-    let host = host.to_ascii_lowercase();
-    let host = match host.strip_prefix('[') {
-        Some(_) => host.find(']').map_or(host.as_str(), |e| &host[..=e]),
-        None => host.split(':').next().unwrap_or(""),
-    };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    // Candidate hosts in fabio's order: exact, wildcards by specificity, any.
-    let mut candidates = vec![host.to_string()];
-    candidates.extend(host.match_indices('.').map(|(i, _)| format!("*{}", &host[i..])));
-    candidates.push(String::new());
-    candidates.iter().find_map(|c| {
+/// `*` matches any run, written recursively (the obvious way).
+fn naive_glob(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| naive_glob(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && naive_glob(rest, &s[1..]),
+    }
+}
+
+/// fabio's matching rules written the slow, obvious way: every route host
+/// is tried as a glob against the request host (both with the scheme's
+/// default port dropped), the matching ones sorted by their reversed host
+/// strings descending, then the host-less routes; the first with a path
+/// prefix wins.
+fn reference<'t>(t: &'t Table, host: &str, path: &str, tls: bool) -> Option<&'t Route> {
+    let default = if tls { ":443" } else { ":80" };
+    let norm = |h: &str| h.strip_suffix(default).unwrap_or(h).to_string();
+    let host = norm(&host.to_ascii_lowercase());
+    let mut hosts: Vec<&str> = t.routes().iter().map(|r| r.host.as_str()).filter(|h| !h.is_empty()).collect();
+    hosts.dedup();
+    hosts.retain(|h| naive_glob(norm(h).as_bytes(), host.as_bytes()));
+    hosts.sort_by_key(|h| Reverse(specificity_key(h)));
+    hosts.push("");
+    hosts.iter().find_map(|c| {
         t.routes().iter().filter(|r| r.host == *c && path.starts_with(r.path.as_str())).max_by_key(|r| r.path.len())
     })
 }
 
 #[test]
 fn lookup_agrees_with_a_full_scan_on_random_tables() {
-    // A fixed xorshift sequence: reproducible without a seed file.
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
-    let labels = ["a", "b", "example", "com", "x-y"];
+    let mut next = crate::routes::xorshift(0x9e37_79b9_7f4a_7c15_u64);
+    let labels = ["a", "b", "example", "com", "x-y", "*", "*b", "a*"];
+    let ports = ["", "", ":80", ":443", ":8080"];
     let paths = ["/", "/a", "/a/", "/a/b", "/ab", "/b", "/A"];
-    for round in 0..50 {
+    for round in 0..80 {
         let mut instances = Vec::new();
         for i in 0..next(30) + 1 {
             let host = match next(4) {
                 0 => String::new(),
-                1 => {
-                    format!("*.{}", (0..next(3) + 1).map(|_| labels[next(labels.len())]).collect::<Vec<_>>().join("."))
+                _ => {
+                    let name = (0..next(3) + 1).map(|_| labels[next(labels.len())]).collect::<Vec<_>>().join(".");
+                    format!("{name}{}", ports[next(ports.len())])
                 }
-                _ => (0..next(3) + 1).map(|_| labels[next(labels.len())]).collect::<Vec<_>>().join("."),
             };
             let tag = format!("urlprefix-{host}{}", paths[next(paths.len())]);
             instances.push(inst(&format!("s{round}-{i}"), &format!("id{i}"), 1, &[&tag]));
@@ -577,17 +694,16 @@ fn lookup_agrees_with_a_full_scan_on_random_tables() {
         let (t, problems) = build(&instances, "");
         assert!(problems.is_empty(), "{problems:?}");
         for _ in 0..200 {
-            let mut host: String = (0..next(4)).map(|_| labels[next(labels.len())]).collect::<Vec<_>>().join(".");
+            let mut host: String = (0..next(4)).map(|_| labels[next(6)]).collect::<Vec<_>>().join(".");
             if next(3) == 0 {
                 host = host.to_uppercase();
             }
-            if next(3) == 0 {
-                host.push_str(":8080");
-            }
+            host.push_str(ports[next(ports.len())]);
+            let tls = next(2) == 0;
             let path = format!("{}{}", paths[next(paths.len())], ["", "x", "/c"][next(3)]);
-            let got = t.lookup(&host, &path).map(|r| (&r.host, &r.path));
-            let want = reference(&t, &host, &path).map(|r| (&r.host, &r.path));
-            assert_eq!(got, want, "round {round}: {host} {path}");
+            let got = t.lookup(&host, &path, tls).map(|r| (&r.host, &r.path));
+            let want = reference(&t, &host, &path, tls).map(|r| (&r.host, &r.path));
+            assert_eq!(got, want, "round {round}: {host} {path} tls={tls}");
         }
     }
 }
@@ -598,14 +714,14 @@ fn rebuild_keeps_passive_health_only_while_the_instance_stays() {
     let w1 = inst("web", "w1", 1, &["urlprefix-a.com/"]);
     let w2 = inst("web", "w2", 2, &["urlprefix-a.com/"]);
     let eject = |t: &Table, id: &str| {
-        let r = t.lookup("a.com", "/").expect("route");
+        let r = t.lookup("a.com", "/", false).expect("route");
         let i = r.targets.iter().position(|t| t.instance_id == id).expect("target");
         for _ in 0..EJECT_AFTER {
             r.health[i].failure(std::time::Instant::now());
         }
     };
     let ejected = |t: &Table, id: &str| {
-        let r = t.lookup("a.com", "/").expect("route");
+        let r = t.lookup("a.com", "/", false).expect("route");
         let i = r.targets.iter().position(|t| t.instance_id == id).expect("target");
         r.health[i].view(std::time::Instant::now()).ejected
     };
@@ -645,7 +761,7 @@ fn rebuild_keeps_counters_of_unchanged_routes_only() {
     assert_eq!(count(&new, "a.com", "/"), 0, "services changed: a new series");
     assert_eq!(count(&new, "c.com", "/"), 0);
     // Shared, not copied: later requests count for both tables' route.
-    let route = new.lookup("q.b.com", "/x").expect("wildcard route");
+    let route = new.lookup("q.b.com", "/x", false).expect("wildcard route");
     route.stats.observe(200, std::time::Duration::from_millis(1));
     assert_eq!(count(&old, "*.b.com", "/x"), 2);
 }
@@ -672,10 +788,11 @@ fn host_keys_inline_or_not_behave_as_their_str() {
         assert_eq!(matches!(k, HostKey::Inline { .. }), h.len() <= INLINE_HOST, "{h}");
     }
     let mut m: HostMap = HostMap::default();
-    m.insert(HostKey::from("short.example.com"), 0..1);
-    m.insert(HostKey::from(long), 1..2);
-    assert_eq!(m.get("short.example.com"), Some(&(0..1)));
-    assert_eq!(m.get(long), Some(&(1..2)));
+    let run = |start| Run { start, end: start + 1, rank: start };
+    m.insert(HostKey::from("short.example.com"), run(0));
+    m.insert(HostKey::from(long), run(1));
+    assert_eq!(m.get("short.example.com"), Some(&run(0)));
+    assert_eq!(m.get(long), Some(&run(1)));
     assert_eq!(m.get("other.example.com"), None);
 }
 
@@ -684,12 +801,17 @@ fn fast_facts_say_when_options_and_targets_can_be_skipped() {
     let facts = |tags: &[&str], n: u16| {
         let instances: Vec<Instance> = (0..n).map(|i| inst("web", &format!("w{i}"), 8080 + i, tags)).collect();
         let t = clean(&instances, "");
-        t.lookup("a.com", "/x").expect("route").fast
+        t.lookup("a.com", "/x", false).expect("route").fast
     };
     let plain = facts(&["urlprefix-a.com/"], 1);
     assert_eq!(
         plain,
-        FastFacts { plain: true, untouched: true, single: Some(("10.0.0.1:8080".parse().expect("addr"), true)) }
+        FastFacts {
+            plain: true,
+            untouched: true,
+            single: Some(("10.0.0.1:8080".parse().expect("addr"), true)),
+            redirect: false
+        }
     );
     assert_eq!(facts(&["urlprefix-a.com/"], 2).single, None, "two targets: picked per request");
     for opt in
@@ -699,5 +821,10 @@ fn fast_facts_say_when_options_and_targets_can_be_skipped() {
         assert!(f.plain && !f.untouched, "{opt}");
     }
     assert!(!facts(&["urlprefix-a.com/ proto=https"], 1).plain);
-    assert!(!facts(&["urlprefix-a.com/ redirect=301,https://b.com$path"], 1).plain);
+    let redirect = facts(&["urlprefix-a.com/ redirect=301,https://b.com$path"], 1);
+    assert!(!redirect.plain && redirect.redirect);
+    // One target with strip= makes the route touched, though the other has none.
+    let mixed =
+        clean(&[inst("web", "w1", 1, &["urlprefix-a.com/ strip=/x"]), inst("web", "w2", 2, &["urlprefix-a.com/"])], "");
+    assert!(!mixed.lookup("a.com", "/", false).expect("route").fast.untouched);
 }

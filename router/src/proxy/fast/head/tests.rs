@@ -125,7 +125,16 @@ fn upstream_head(raw: &str, up: Upstream<'_>) -> String {
 }
 
 fn up(host: &'static str, base: &'static str, path: &'static str) -> Upstream<'static> {
-    Upstream { client_ip: "10.1.2.3", client_v6: false, local_port: "9999", host, base, path }
+    Upstream {
+        client_ip: "10.1.2.3",
+        client_v6: false,
+        local_port: "9999",
+        trusted: false,
+        prefix: "",
+        host,
+        base,
+        path,
+    }
 }
 
 #[test]
@@ -256,4 +265,35 @@ fn client_head_says_close_when_asked() {
     let mut out = Vec::new();
     write_client(&mut out, &r, true);
     assert_eq!(out, b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n");
+}
+
+#[test]
+fn upstream_head_port_is_the_host_headers() {
+    let raw = "GET / HTTP/1.1\r\nHost: app.example.com:8080\r\n\r\n";
+    assert!(upstream_head(raw, up("app.example.com:8080", "", "/")).contains("x-forwarded-port: 8080\r\n"));
+}
+
+#[test]
+fn upstream_head_keeps_a_trusted_proxys_claims_and_overwrites_others() {
+    let raw = "GET / HTTP/1.1\r\nHost: a.com\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n\
+               X-Real-Ip: 203.0.113.5\r\n\r\n";
+    let trusted = upstream_head(raw, Upstream { trusted: true, ..up("a.com", "", "/") });
+    assert!(trusted.contains("X-Forwarded-Proto: https\r\n"), "{trusted}");
+    assert!(trusted.contains("X-Forwarded-Port: 443\r\n"), "{trusted}");
+    assert!(trusted.contains("X-Real-Ip: 203.0.113.5\r\n"), "{trusted}");
+    assert!(!trusted.contains("x-forwarded-proto: http\r\n"), "{trusted}");
+    assert!(trusted.contains("x-forwarded-host: a.com\r\n"), "what it did not send is ours: {trusted}");
+    let other = upstream_head(raw, up("a.com", "", "/"));
+    assert!(!other.contains("https") && !other.contains("203.0.113.5"), "{other}");
+    assert!(other.contains("x-forwarded-proto: http\r\nx-forwarded-host: a.com\r\nx-forwarded-port: 9999\r\n"));
+}
+
+#[test]
+fn upstream_head_carries_the_stripped_prefix() {
+    let raw = "GET /api/x HTTP/1.1\r\nHost: a.com\r\nX-Forwarded-Prefix: /evil\r\n\r\n";
+    let head = upstream_head(raw, Upstream { prefix: "/api", ..up("a.com", "", "/x") });
+    assert!(head.starts_with("GET /x HTTP/1.1\r\n"));
+    assert!(head.contains("x-forwarded-prefix: /api\r\n") && !head.contains("/evil"), "{head}");
+    let head = upstream_head(raw, up("a.com", "", "/api/x"));
+    assert!(head.contains("X-Forwarded-Prefix: /evil\r\n"), "passed on when nothing was stripped: {head}");
 }
