@@ -68,10 +68,11 @@ async fn long_tags_are_skipped_and_bad_tags_logged_once() {
     let web = Backend::start("web").await;
     let router = Router::start(&consul, &["--max-tag-bytes", "1024"]).await;
     let c = consul.client();
-    // 30 services with one bad tag each, registered one after another (each
-    // a rebuild), and one with a 100 KB tag.
+    // 30 services with one bad tag each (a TCP route, which is not served),
+    // registered one after another (each a rebuild), and one with a 100 KB
+    // tag.
     for i in 0..30 {
-        register(&c, &format!("bad{i}"), &format!("bad{i}"), web.port(), &["urlprefix-nopath.test"]).await;
+        register(&c, &format!("bad{i}"), &format!("bad{i}"), web.port(), &["urlprefix-:3000"]).await;
     }
     let huge = format!("urlprefix-huge.test/ {}", "x".repeat(100_000));
     register(&c, "huge1", "huge", web.port(), &[huge.as_str(), "urlprefix-huge.test/ok"]).await;
