@@ -1,5 +1,5 @@
 //! Lookup must cost the same at 1 host and at 10,000 (fabio's falls to 1% of
-//! its throughput at 5,000): hash maps keyed by host and by wildcard suffix,
+//! its throughput at 5,000): hash maps keyed by host and by a glob's literal tail,
 //! never a scan. This bench shows it: exact hits, wildcard hits and misses at
 //! 1, 1,000 and 10,000 hosts, and what a full table rebuild costs.
 //!

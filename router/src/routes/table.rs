@@ -193,6 +193,10 @@ struct Run {
     start: u32,
     end: u32,
     rank: u32,
+    /// Some glob matching the requests that reach this (exact) host ranks
+    /// before it, for plain HTTP and for TLS: only when false may a lookup
+    /// that finds the host take its route without looking at the globs.
+    outranked: [bool; 2],
 }
 
 impl Run {
@@ -500,6 +504,13 @@ impl Table {
                         found.push(*run);
                     }
                 }
+            }
+            // The usual request: its host's own routes, and no glob before them.
+            if let (1, Some(run)) = (found.len, found.inline[0])
+                && !run.outranked[usize::from(tls)]
+                && let Some(r) = self.longest_prefix(&run.range(), path).filter(|r| accept(r))
+            {
+                return Some(r);
             }
             self.globs[usize::from(tls)].matching(host, &mut found);
             let best_first = match found.len {
@@ -817,7 +828,7 @@ impl<'a> Builder<'a> {
         let (mut hosts, mut globs) = (HostMap::default(), [Globs::default(), Globs::default()]);
         let (mut port80, mut port443) = (false, false);
         for ((host, range), rank) in runs.into_iter().zip(rank) {
-            let run = Run { start: range.start as u32, end: range.end as u32, rank };
+            let run = Run { start: range.start as u32, end: range.end as u32, rank, outranked: [true; 2] };
             port80 |= host.ends_with(":80");
             port443 |= host.ends_with(":443");
             if host.contains('*') {
@@ -827,8 +838,18 @@ impl<'a> Builder<'a> {
                 hosts.insert(host.into(), run);
             }
         }
+        // Which exact hosts a glob may come before (one index probe per
+        // host and scheme, as a request would make).
+        for (key, run) in hosts.iter_mut() {
+            for tls in [false, true] {
+                let mut found = Candidates::default();
+                globs[usize::from(tls)].matching(drop_default_port(key.as_str(), tls), &mut found);
+                run.outranked[usize::from(tls)] = found.iter().any(|g| g.rank < run.rank);
+            }
+        }
         // Patterns are in `hosts` too, for `keep_stats` (a request host
-        // equal to a pattern also matches it as a glob: no change).
+        // equal to a pattern also matches it as a glob: no change); they
+        // stay `outranked`, so a lookup never takes them as exact.
         for g in &globs[0].by_tail {
             for (_, run) in g.1 {
                 let host = table.routes[run.start as usize].host.as_str();

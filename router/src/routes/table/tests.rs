@@ -129,6 +129,19 @@ fn globs_match_any_run_including_dots_and_nothing() {
 }
 
 #[test]
+fn a_glob_that_ranks_before_an_exact_host_is_tried_first() {
+    // `*abc.com` reversed is `moc.cba*`, after `moc.cba` (abc.com) in
+    // fabio's descending order: the pattern comes first.
+    let t =
+        clean(&[inst("exact", "e", 1, &["urlprefix-abc.com/"]), inst("glob", "g", 2, &["urlprefix-*abc.com/"])], "");
+    assert_eq!(hit(&t, "abc.com", "/"), "glob@*abc.com/");
+    assert_eq!(hit(&t, "xabc.com", "/"), "glob@*abc.com/");
+    let t =
+        clean(&[inst("exact", "e", 1, &["urlprefix-a.abc.com/"]), inst("glob", "g", 2, &["urlprefix-*.abc.com/"])], "");
+    assert_eq!(hit(&t, "a.abc.com", "/"), "exact@a.abc.com/", "the exact host first, without the globs");
+}
+
+#[test]
 fn the_more_specific_host_wins_even_with_a_shorter_path() {
     let t = clean(
         &[
@@ -788,7 +801,7 @@ fn host_keys_inline_or_not_behave_as_their_str() {
         assert_eq!(matches!(k, HostKey::Inline { .. }), h.len() <= INLINE_HOST, "{h}");
     }
     let mut m: HostMap = HostMap::default();
-    let run = |start| Run { start, end: start + 1, rank: start };
+    let run = |start| Run { start, end: start + 1, rank: start, outranked: [false; 2] };
     m.insert(HostKey::from("short.example.com"), run(0));
     m.insert(HostKey::from(long), run(1));
     assert_eq!(m.get("short.example.com"), Some(&run(0)));
