@@ -98,8 +98,10 @@ impl Coordinator {
         }
     }
 
-    /// The agent's datacenter, asked until it answers (the router cannot
-    /// route without its agent anyway).
+    /// The agent's datacenter, asked until the agent answers (the router
+    /// cannot route without its agent anyway). An answer that refuses
+    /// (e.g. an ACL token without `agent:read`) leaves `$DC` empty, with a
+    /// warning, rather than keep the router from routing.
     async fn read_datacenter(&mut self) {
         let mut wait = Duration::from_millis(100);
         loop {
@@ -108,6 +110,10 @@ impl Coordinator {
                     let dc = r.value.pointer("/Config/Datacenter").and_then(|v| v.as_str()).unwrap_or_default();
                     tracing::info!(datacenter = dc, "Consul agent's datacenter ($DC in tags)");
                     self.vars.datacenter = dc.to_string();
+                    return;
+                }
+                Err(e @ consul::Error::Status { .. }) => {
+                    tracing::warn!(error = %e, "cannot read the Consul agent's datacenter: $DC in tags expands to nothing");
                     return;
                 }
                 Err(e) => {
