@@ -25,6 +25,19 @@ impl QueryOptions {
         QueryOptions { index, wait: Some(wait), stale: false }
     }
 
+    /// A blocking read any server may answer from its own state: it survives
+    /// a leader election (a follower answers at once instead of forwarding to
+    /// a leader that may have vanished); judge freshness from
+    /// [`Response::known_leader`] and [`Response::last_contact_ms`].
+    pub fn stale_blocking(index: u64, wait: Duration) -> Self {
+        QueryOptions { index, wait: Some(wait), stale: true }
+    }
+
+    /// A plain read any server may answer (see [`stale_blocking`](Self::stale_blocking)).
+    pub fn stale() -> Self {
+        QueryOptions { stale: true, ..Default::default() }
+    }
+
     /// Query-string pairs for these options.
     pub(crate) fn params(&self) -> Vec<(&'static str, String)> {
         let mut p = Vec::new();
@@ -180,8 +193,9 @@ mod tests {
         assert!(q.params().is_empty());
         let q = QueryOptions::blocking(7, Duration::from_millis(1500));
         assert_eq!(q.params(), vec![("index", "7".into()), ("wait", "1500ms".into())]);
-        let q = QueryOptions { stale: true, ..Default::default() };
-        assert_eq!(q.params(), vec![("stale", String::new())]);
+        assert_eq!(QueryOptions::stale().params(), vec![("stale", String::new())]);
+        let q = QueryOptions::stale_blocking(7, Duration::from_secs(1));
+        assert_eq!(q.params(), vec![("index", "7".into()), ("wait", "1000ms".into()), ("stale", String::new())]);
     }
 
     #[test]

@@ -102,6 +102,17 @@ pub struct Cli {
     #[arg(long, env = "ROUTER_CONSUL_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub consul_wait: Duration,
 
+    /// Longest `X-Consul-LastContact` of an answer still taken as fresh, and
+    /// how long no leader may be seen before `/health/consul` fails. Longer
+    /// than a leader election, so an election fails no node.
+    #[arg(long, env = "ROUTER_CONSUL_MAX_STALE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub consul_max_stale: Duration,
+
+    /// Admin address of the local vipd (its `/status` is shown on the page
+    /// and in `/api/status` as `vip`).
+    #[arg(long, env = "ROUTER_VIPD_ADDR")]
+    pub vipd_addr: Option<SocketAddr>,
+
     /// How long to merge a burst of Consul changes into one table update.
     #[arg(long, env = "ROUTER_COALESCE", default_value = "3ms", value_parser = humantime::parse_duration)]
     pub coalesce: Duration,

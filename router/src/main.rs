@@ -69,6 +69,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
                 wait: cli.consul_wait,
                 backoff_min: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(5),
+                max_stale: cli.consul_max_stale,
             },
             coalesce: cli.coalesce,
             limits: discovery::Limits { tag_bytes: cli.max_tag_bytes, overrides_bytes: cli.max_overrides_bytes },
@@ -102,7 +103,16 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             sweeper.pool.sweep();
         }
     });
-    let admin = Arc::new(admin::Admin { shared, metrics, overrides_key: cli.overrides_key.clone() });
+    let accepting = Arc::new(serve::Accepting::default());
+    let admin = Arc::new(admin::Admin {
+        shared,
+        metrics,
+        overrides_key: cli.overrides_key.clone(),
+        consul_max_stale: cli.consul_max_stale,
+        proxy_listeners: proxy_listeners.len(),
+        accepting: accepting.clone(),
+        vipd: cli.vipd_addr.map(admin::Vipd::new),
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -115,6 +125,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             move |stream, conn, drain| proxy::fast::serve_conn(p.clone(), stream, conn, drain),
             stop_rx.clone(),
             cli.shutdown_grace,
+            accepting.clone(),
         ));
     }
     tracing::info!(addr = %admin_listener.local_addr()?, "admin listening");
@@ -134,6 +145,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         },
         stop_rx,
         cli.shutdown_grace,
+        Arc::new(serve::Accepting::default()),
     ));
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -8,6 +8,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -73,14 +75,41 @@ impl Drain {
     }
 }
 
+/// How many accept loops are running: the router's `/health` needs every
+/// proxy listener's.
+#[derive(Debug, Default)]
+pub struct Accepting(AtomicUsize);
+
+impl Accepting {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn enter(self: Arc<Self>) -> AcceptGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        AcceptGuard(self)
+    }
+}
+
+/// Counts one accept loop while it lives (a panic included).
+struct AcceptGuard(Arc<Accepting>);
+
+impl Drop for AcceptGuard {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Serves `listener` until `stop` turns true, then drains for up to `grace`.
-/// `on_conn` runs each accepted connection to its end.
+/// `on_conn` runs each accepted connection to its end; `accepting` counts
+/// this loop while it accepts.
 pub async fn serve<H, Fut>(
     name: &'static str,
     listener: TcpListener,
     on_conn: H,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
+    accepting: Arc<Accepting>,
 ) where
     H: Fn(TcpStream, Conn, Drain) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -93,6 +122,7 @@ pub async fn serve<H, Fut>(
         }
     };
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+    let guard = accepting.enter();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -111,6 +141,7 @@ pub async fn serve<H, Fut>(
             _ = async { drop(stop.wait_for(|s| *s).await) } => break,
         }
     }
+    drop(guard);
     drop(listener);
     drop(open_tx);
     tracing::info!(listener = name, addr = %local, grace = %humantime::format_duration(grace), "stopped accepting; draining");

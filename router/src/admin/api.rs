@@ -3,6 +3,8 @@
 //! grep one line per backend. `/api/status` is one documented object with
 //! everything else the UI shows.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::discovery::{Shared, Snapshot};
@@ -65,10 +67,35 @@ pub struct Status {
     pub overrides: String,
     /// Skipped tags and override lines, with why.
     pub problems: Vec<Problem>,
+    /// The liveness probe finds the Consul agent answering.
+    pub consul_reachable: bool,
+    /// `X-Consul-LastContact` of the latest answer, in milliseconds.
+    pub consul_last_contact_ms: u64,
+    /// Milliseconds since a leader in contact was last seen (null: never).
+    pub consul_leader_seen_ms_ago: Option<u64>,
+    /// Why `/health/consul` fails, or null while it passes.
+    pub consul_problem: Option<String>,
+    /// The local vipd's `/status` (with `--vipd-addr`): `{"ok": {...}}`,
+    /// `{"error": "why"}`, or null without the flag.
+    pub vip: Option<VipStatus>,
 }
 
-pub fn status(shared: &Shared, overrides_key: &str) -> Status {
+/// The local vipd's status or why it could not be read.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VipStatus {
+    Ok(serde_json::Value),
+    Error(String),
+}
+
+pub fn status(
+    shared: &Shared,
+    overrides_key: &str,
+    max_stale: Duration,
+    vip: Option<Result<serde_json::Value, String>>,
+) -> Status {
     let s = shared.snapshot.load();
+    let st = &shared.status;
     Status {
         loaded: shared.status.loaded(),
         watch_alive: shared.status.failing() == 0,
@@ -80,5 +107,13 @@ pub fn status(shared: &Shared, overrides_key: &str) -> Status {
         overrides_key: overrides_key.to_string(),
         overrides: s.overrides.clone(),
         problems: s.problems.clone(),
+        consul_reachable: st.reachable(),
+        consul_last_contact_ms: st.last_contact_ms(),
+        consul_leader_seen_ms_ago: st.leader_seen_ago().map(|d| d.as_millis() as u64),
+        consul_problem: st.consul_problem(max_stale),
+        vip: vip.map(|v| match v {
+            Ok(v) => VipStatus::Ok(v),
+            Err(e) => VipStatus::Error(e),
+        }),
     }
 }

@@ -1,11 +1,15 @@
 //! The admin listener: what operators and vipd look at. `/health` for
-//! vipd's check, `/api/*` for scripts and the UI, `/metrics` for Prometheus,
-//! `/` for people. Reads the same published snapshot as the proxy.
+//! vipd's check ("this node can serve"), `/health/consul` for vipd's weighted
+//! tracking ("this node hears Consul"), `/api/*` for scripts and the UI,
+//! `/metrics` for Prometheus, `/` for people. Reads the same published
+//! snapshot as the proxy.
 
 mod api;
 mod prom;
+mod vip;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -13,7 +17,8 @@ use hyper::body::Incoming;
 
 use crate::discovery::Shared;
 use crate::metrics::Metrics;
-use crate::serve::{Conn, RespBody, full};
+use crate::serve::{Accepting, Conn, RespBody, full};
+pub use vip::Vipd;
 
 /// The UI: one self-contained page (no external assets) polling the API.
 const INDEX_HTML: &str = include_str!("index.html");
@@ -22,6 +27,13 @@ pub struct Admin {
     pub shared: Arc<Shared>,
     pub metrics: Arc<Metrics>,
     pub overrides_key: String,
+    /// `--consul-max-stale`: the rule behind `/health/consul`.
+    pub consul_max_stale: Duration,
+    /// How many proxy listeners there are, and how many accept right now.
+    pub proxy_listeners: usize,
+    pub accepting: Arc<Accepting>,
+    /// `--vipd-addr`.
+    pub vipd: Option<Vipd>,
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<bytes::Bytes>) -> Response<RespBody> {
@@ -39,22 +51,32 @@ impl Admin {
         }
         match req.uri().path() {
             "/health" => self.health(),
+            "/health/consul" => self.health_consul(),
             "/api/routes" => json(&api::routes(&self.shared.snapshot.load())),
             "/api/problems" => json(&self.shared.snapshot.load().problems),
-            "/api/status" => json(&api::status(&self.shared, &self.overrides_key)),
+            "/api/status" => {
+                let vip = match &self.vipd {
+                    Some(v) => Some(v.status().await),
+                    None => None,
+                };
+                json(&api::status(&self.shared, &self.overrides_key, self.consul_max_stale, vip))
+            }
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                prom::render(&self.shared, &self.metrics),
+                prom::render(&self.shared, &self.metrics, self.consul_max_stale),
             ),
             "/" | "/index.html" => reply(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
             other => reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", format!("no admin page {other}\n")),
         }
     }
 
-    /// 200 only while a table from Consul is loaded and every watch is alive;
-    /// the proxy keeps routing with the last good table either way, but a
-    /// VIP should move to a router that hears Consul.
+    /// "This node can serve": 200 while a routing table from Consul is
+    /// loaded and every proxy listener accepts. Consul's state does not
+    /// enter: during a leader election every router keeps routing with its
+    /// last good table, and a failing `/health` on every node at once would
+    /// make every vipd give the VIP up (issue 10). `/health/consul` says
+    /// whether this node hears Consul.
     fn health(&self) -> Response<RespBody> {
         let status = &self.shared.status;
         let routes = self.shared.snapshot.load().table.len();
@@ -63,15 +85,32 @@ impl Admin {
             let why = status.last_error().map(|e| format!(" (last error: {e})")).unwrap_or_default();
             return reply(StatusCode::SERVICE_UNAVAILABLE, plain, format!("no routing table from Consul yet{why}\n"));
         }
-        if status.failing() > 0 {
-            let why = status.last_error().map(|e| e.to_string()).unwrap_or_default();
+        let accepting = self.accepting.count();
+        if accepting < self.proxy_listeners {
             return reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 plain,
-                format!("Consul watch failing: {why}; still routing with the last good table ({routes} routes)\n"),
+                format!("{accepting} of {} proxy listeners accept\n", self.proxy_listeners),
             );
         }
-        reply(StatusCode::OK, plain, format!("ok: {routes} routes from Consul\n"))
+        let consul = match status.consul_problem(self.consul_max_stale) {
+            None => "ok".to_string(),
+            Some(p) => format!("{p} (routing with the last good table)"),
+        };
+        reply(StatusCode::OK, plain, format!("ok: {routes} routes; Consul: {consul}\n"))
+    }
+
+    /// "This node hears Consul": 200 while the agent answers, no watch fails
+    /// and a leader was seen within `--consul-max-stale`.
+    fn health_consul(&self) -> Response<RespBody> {
+        let plain = "text/plain; charset=utf-8";
+        match self.shared.status.consul_problem(self.consul_max_stale) {
+            None => reply(StatusCode::OK, plain, "ok: Consul answers with a leader in contact\n"),
+            Some(p) => {
+                let last = self.shared.status.last_error().map(|e| format!(" (last error: {e})")).unwrap_or_default();
+                reply(StatusCode::SERVICE_UNAVAILABLE, plain, format!("{p}{last}\n"))
+            }
+        }
     }
 }
 
@@ -91,7 +130,15 @@ mod tests {
     use crate::routes::{Instance, Table};
 
     fn admin() -> Admin {
-        Admin { shared: Shared::new(), metrics: Arc::new(Metrics::default()), overrides_key: "router/config".into() }
+        Admin {
+            shared: Shared::new(),
+            metrics: Arc::new(Metrics::default()),
+            overrides_key: "router/config".into(),
+            consul_max_stale: Duration::from_secs(10),
+            proxy_listeners: 0,
+            accepting: Arc::new(Accepting::default()),
+            vipd: None,
+        }
     }
 
     async fn body(r: Response<RespBody>) -> String {
@@ -119,23 +166,64 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn health_follows_the_table_and_the_watch() {
+    async fn health_means_this_node_can_serve_and_consul_is_reported_apart() {
         let a = admin();
         let r = a.health();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(body(r).await.contains("no routing table from Consul yet"));
         load(&a, "");
+        a.shared.status.saw_leader();
         let r = a.health();
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(body(r).await, "ok: 1 routes from Consul\n");
+        assert_eq!(body(r).await, "ok: 1 routes; Consul: ok\n");
+        assert_eq!(a.health_consul().status(), StatusCode::OK);
+
+        // A failing watch (every router at once, in an election) no longer
+        // fails /health: the node still routes with its last good table.
         a.shared.status.record_error("catalog/nodes: unreachable".into());
         a.shared.status.mark_failing(true);
         let r = a.health();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(body(r).await.contains("1 Consul watch(es) failing (routing with the last good table)"));
+        let r = a.health_consul();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let text = body(r).await;
-        assert!(text.contains("catalog/nodes: unreachable") && text.contains("still routing"), "{text}");
+        assert!(body(r).await.contains("catalog/nodes: unreachable"));
         a.shared.status.mark_failing(false);
+        a.shared.status.set_reachable(false);
         assert_eq!(a.health().status(), StatusCode::OK);
+        assert_eq!(a.health_consul().status(), StatusCode::SERVICE_UNAVAILABLE);
+        a.shared.status.set_reachable(true);
+        assert_eq!(a.health_consul().status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn health_fails_while_a_proxy_listener_does_not_accept() {
+        let mut a = admin();
+        load(&a, "");
+        a.proxy_listeners = 2;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let accepting = a.accepting.clone();
+        let server = tokio::spawn(crate::serve::serve(
+            "proxy",
+            listener,
+            |_stream, _conn, _drain| async {},
+            stop_rx,
+            Duration::ZERO,
+            accepting,
+        ));
+        while a.accepting.count() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let r = a.health();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body(r).await, "1 of 2 proxy listeners accept\n");
+        a.proxy_listeners = 1;
+        assert_eq!(a.health().status(), StatusCode::OK);
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        assert_eq!(a.accepting.count(), 0, "a stopped accept loop no longer counts");
+        assert_eq!(a.health().status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]
@@ -153,7 +241,8 @@ mod tests {
         assert_eq!(web["instance"], "web1");
         assert_eq!(web["weight"], 1.0);
         assert_eq!(web["options"]["strip"], "/api");
-        let s = serde_json::to_value(api::status(&a.shared, &a.overrides_key)).unwrap_or_default();
+        let s = serde_json::to_value(api::status(&a.shared, &a.overrides_key, a.consul_max_stale, None))
+            .unwrap_or_default();
         assert_eq!(s["loaded"], true);
         assert_eq!(s["watch_alive"], true);
         assert_eq!(s["routes"], 2);
@@ -167,12 +256,16 @@ mod tests {
     #[test]
     fn metrics_expose_table_and_consul_gauges() {
         let a = admin();
-        let text = prom::render(&a.shared, &a.metrics);
+        let text = prom::render(&a.shared, &a.metrics, a.consul_max_stale);
         assert!(text.contains("router_table_age_seconds -1\n"), "{text}");
         assert!(text.contains("router_consul_watch_up 1\n"));
+        assert!(text.contains("router_consul_reachable 1\n"));
+        assert!(text.contains("router_consul_healthy 0\n"), "no leader seen yet: {text}");
         load(&a, "");
         a.shared.status.record_error("x".into());
-        let text = prom::render(&a.shared, &a.metrics);
+        a.shared.status.saw_leader();
+        let text = prom::render(&a.shared, &a.metrics, a.consul_max_stale);
+        assert!(text.contains("router_consul_healthy 1\n"), "{text}");
         assert!(text.contains("router_routes 1\n") && text.contains("router_consul_errors_total 1\n"), "{text}");
         assert!(text.contains("# TYPE router_consul_errors_total counter\n"));
     }

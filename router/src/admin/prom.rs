@@ -2,28 +2,50 @@
 //! the table and the Consul watch, in the Prometheus text format.
 
 use std::fmt::Write;
+use std::time::Duration;
 
 use crate::discovery::Shared;
 use crate::discovery::status::unix_ms;
 use crate::metrics::Metrics;
 
-pub fn render(shared: &Shared, metrics: &Metrics) -> String {
+pub fn render(shared: &Shared, metrics: &Metrics, max_stale: Duration) -> String {
     let mut out = String::with_capacity(4096);
     let s = shared.snapshot.load();
     metrics.render(&s.table, &mut out);
     let st = &shared.status;
     let age = if s.built_unix_ms == 0 { -1.0 } else { unix_ms().saturating_sub(s.built_unix_ms) as f64 / 1000.0 };
-    let gauges: [(&str, &str, &str, f64); 6] = [
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let seen = st.leader_seen_ago().map_or(-1.0, |d| d.as_secs_f64());
+    let gauges: [(&str, &str, &str, f64); 10] = [
         ("router_routes", "gauge", "Routes in the published table.", s.table.len() as f64),
         ("router_instances", "gauge", "Healthy routed instances the table was built from.", s.instances as f64),
         ("router_table_problems", "gauge", "Tags and override lines skipped as invalid.", s.problems.len() as f64),
         ("router_table_age_seconds", "gauge", "Seconds since the last table update (-1 before the first).", age),
         ("router_consul_errors_total", "counter", "Failed Consul reads.", st.errors() as f64),
+        ("router_consul_watch_up", "gauge", "1 while every Consul watch is alive.", flag(st.failing() == 0)),
         (
-            "router_consul_watch_up",
+            "router_consul_reachable",
             "gauge",
-            "1 while every Consul watch is alive.",
-            if st.failing() == 0 { 1.0 } else { 0.0 },
+            "1 while the Consul agent answers the liveness probe.",
+            flag(st.reachable()),
+        ),
+        (
+            "router_consul_healthy",
+            "gauge",
+            "1 while /health/consul passes (reachable, watches alive, leader seen within --consul-max-stale).",
+            flag(st.consul_problem(max_stale).is_none()),
+        ),
+        (
+            "router_consul_last_contact_seconds",
+            "gauge",
+            "X-Consul-LastContact of the latest answer.",
+            st.last_contact_ms() as f64 / 1000.0,
+        ),
+        (
+            "router_consul_leader_seen_seconds",
+            "gauge",
+            "Seconds since a Consul leader in contact was last seen (-1: never).",
+            seen,
         ),
     ];
     for (name, kind, help, v) in gauges {

@@ -18,9 +18,12 @@
 //! A coordinator task owns the caches, merges bursts of changes for a few
 //! milliseconds, rebuilds the table from the caches (no Consul round trip)
 //! and swaps it in. A failed read changes nothing: each cache keeps its last
-//! good state, so an outage or a leader loss never empties the table.
+//! good state, so an outage or a leader loss never empties the table. Reads
+//! are `stale` and judged by their freshness headers (watch.rs); a liveness
+//! probe (probe.rs) finds a silent agent within about a second.
 
 mod model;
+mod probe;
 mod state;
 pub mod status;
 mod watch;
@@ -145,6 +148,7 @@ impl Coordinator {
     }
 
     fn spawn_global_watches(&self) {
+        tokio::spawn(probe::run(self.client.clone(), self.shared.clone()));
         let t = self.config.timing;
         let c = self.client.clone();
         tokio::spawn(watch::run(
@@ -227,12 +231,12 @@ impl Coordinator {
                 let node = node.clone();
                 async move {
                     let services = c.catalog_node(&node, &o).await?;
-                    let checks = c.health_node(&node, &QueryOptions::default()).await?;
+                    let checks = c.health_node(&node, &QueryOptions::stale()).await?;
                     Ok(Response {
                         value: (services.value, checks.value, checks.index),
                         index: services.index,
                         known_leader: services.known_leader && checks.known_leader,
-                        last_contact_ms: services.last_contact_ms,
+                        last_contact_ms: services.last_contact_ms.max(checks.last_contact_ms),
                     })
                 }
             },

@@ -1,9 +1,24 @@
 //! One blocking-query loop, shared by every watch (nodes, one per node,
 //! checks, overrides): block on the index, hand each change to the
-//! coordinator, and on any failure (unreachable, an error status, no known
-//! leader, or no answer within twice the wait) keep nothing new, count the
-//! error, back off and read again from index 0 so a restarted Consul with a
-//! lower index is not waited on for a whole wait period.
+//! coordinator, keep the last good state through anything else.
+//!
+//! The rules, each for a measured reason (issue 10):
+//! - Reads are `stale`: the local server answers from its own state. With
+//!   default consistency a follower forwards every read to the leader, and a
+//!   leader that vanished without closing its connections held them 23-34 s.
+//! - Freshness comes from each answer's `X-Consul-KnownLeader` and
+//!   `X-Consul-LastContact` ([`fresh`]): an answer from a server that has no
+//!   leader, or last heard from it longer than `max_stale` ago, is not
+//!   delivered (a new empty server would empty the table) and is not an
+//!   error either: the index is kept and the read repeated with a short wait,
+//!   so the first change after an election is delivered as the local server
+//!   applies it.
+//! - Unreachable, an error status, or no answer within twice the wait: count
+//!   the error, back off (doubling, jitter inside the cap, reset by the first
+//!   answer) and read again from index 0, so a restarted Consul with a lower
+//!   index is not waited on for a whole wait period.
+//! - A server that stopped answering is found by the liveness probe within
+//!   about a second ([`super::probe`]); every watch then abandons its read.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +38,26 @@ pub struct Timing {
     pub wait: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Longest `X-Consul-LastContact` of an answer still taken as fresh, and
+    /// how long the leader may go unseen before `/health/consul` fails.
+    pub max_stale: Duration,
+}
+
+/// The wait of reads while the answering server has no leader: how soon
+/// the watch finds out the view is fresh again when nothing changes.
+const STALE_RECHECK: Duration = Duration::from_secs(1);
+
+/// Whether an answer may replace the state the router holds.
+pub fn fresh(known_leader: bool, last_contact_ms: u64, max_stale: Duration) -> bool {
+    known_leader && u128::from(last_contact_ms) <= max_stale.as_millis()
+}
+
+/// The delay before retrying after a failure: the backoff's next delay plus
+/// up to a quarter of it as jitter, never above the cap.
+fn retry_delay(backoff: &mut Backoff, cap: Duration, jitter: impl FnOnce(u64) -> u64) -> Duration {
+    let delay = backoff.next_delay();
+    let extra = Duration::from_millis(jitter(delay.as_millis() as u64 / 4));
+    (delay + extra).min(cap.max(delay))
 }
 
 /// Marks the watch as failing in [`super::status::Status`] while it is, and
@@ -63,16 +98,50 @@ pub async fn run<T, E, F, Fut>(
     let mut index = WatchIndex::new();
     let mut backoff = Backoff::new(timing.backoff_min, timing.backoff_max);
     let mut mark = FailMark { shared: shared.clone(), failing: false };
-    let limit = timing.wait * 2;
+    let mut lost = shared.status.lost();
+    lost.mark_unchanged();
+    let mut stale = false;
     loop {
-        let opts = QueryOptions::blocking(index.get(), timing.wait);
-        let error = match tokio::time::timeout(limit, read(opts)).await {
-            Err(_) => format!("no answer within {}; restarting the watch", humantime::format_duration(limit)),
-            Ok(Err(e)) => e.to_string(),
-            Ok(Ok(r)) if !r.known_leader => "Consul has no known leader; keeping the last good state".to_string(),
-            Ok(Ok(r)) => {
+        let wait = if stale { timing.wait.min(STALE_RECHECK) } else { timing.wait };
+        let limit = wait * 2;
+        let opts = QueryOptions::stale_blocking(index.get(), wait);
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(limit, read(opts)) => match r {
+                Err(_) => Err(format!("no answer within {}; restarting the watch", humantime::format_duration(limit))),
+                Ok(r) => r.map_err(|e| e.to_string()),
+            },
+            changed = lost.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                Err("the Consul agent stopped answering the liveness probe; read abandoned".to_string())
+            }
+        };
+        let error = match outcome {
+            Err(error) => error,
+            Ok(r) => {
                 mark.set(false);
                 backoff.reset();
+                let is_fresh = fresh(r.known_leader, r.last_contact_ms, timing.max_stale);
+                shared.status.record_view(is_fresh, r.last_contact_ms);
+                if !is_fresh {
+                    if !stale {
+                        tracing::warn!(
+                            watch = %name, known_leader = r.known_leader, last_contact_ms = r.last_contact_ms,
+                            "Consul answers without a leader in contact; keeping the last good state"
+                        );
+                    }
+                    stale = true;
+                    if index.get() == 0 {
+                        // A read from index 0 does not block: pace it.
+                        tokio::time::sleep(STALE_RECHECK / 4).await;
+                    }
+                    continue;
+                }
+                if stale {
+                    tracing::info!(watch = %name, "Consul has a leader again");
+                    stale = false;
+                }
                 if index.advance(r.index) {
                     tracing::trace!(watch = %name, index = r.index, "changed");
                     if tx.send(event(r.value, r.index)).await.is_err() {
@@ -85,10 +154,9 @@ pub async fn run<T, E, F, Fut>(
         mark.set(true);
         shared.status.record_error(format!("{name}: {error}"));
         index.reset();
-        let delay = backoff.next_delay();
-        let jitter = Duration::from_millis(rand::rng().random_range(0..=delay.as_millis() as u64 / 4));
-        tracing::warn!(watch = %name, %error, retry_in = ?(delay + jitter), "Consul read failed");
-        tokio::time::sleep(delay + jitter).await;
+        let delay = retry_delay(&mut backoff, timing.backoff_max, |max| rand::rng().random_range(0..=max));
+        tracing::warn!(watch = %name, %error, retry_in = ?delay, "Consul read failed");
+        tokio::time::sleep(delay).await;
         if tx.is_closed() {
             return;
         }
@@ -98,8 +166,9 @@ pub async fn run<T, E, F, Fut>(
 #[cfg(test)]
 mod tests {
     //! The loop against a scripted Consul: what is delivered, what is
-    //! counted, which index is sent after an error. Timings are tiny so a
-    //! hung read is abandoned quickly; no assertion is about elapsed time.
+    //! counted, which index is sent after an error or a stale answer. Timings
+    //! are tiny so a hung read is abandoned quickly; no assertion is about
+    //! elapsed time.
 
     use std::collections::VecDeque;
     use std::future::Future;
@@ -111,76 +180,104 @@ mod tests {
     enum Answer {
         Value(&'static str, u64),
         NoLeader(u64),
+        /// A leader is known but last heard from this many ms ago.
+        LastContact(u64, u64),
         Error,
         Hang,
     }
 
     type Read = Pin<Box<dyn Future<Output = Result<Response<&'static str>, consul::Error>> + Send>>;
 
-    /// What [`start`] hands back: delivered events, the indexes sent, the task.
-    type Started = (mpsc::Receiver<(&'static str, u64)>, Arc<Mutex<Vec<u64>>>, tokio::task::JoinHandle<()>);
+    /// What [`start`] hands back: delivered events, the options sent, the task.
+    type Started = (mpsc::Receiver<(&'static str, u64)>, Arc<Mutex<Vec<QueryOptions>>>, tokio::task::JoinHandle<()>);
 
-    /// Runs the loop over `script` (then hangs forever); returns the events
-    /// channel, the indexes the loop sent, and the task.
-    fn start(shared: Arc<Shared>, script: Vec<Answer>) -> Started {
-        let timing = Timing {
-            wait: Duration::from_millis(10),
+    fn timing(wait: Duration) -> Timing {
+        Timing {
+            wait,
             backoff_min: Duration::from_millis(1),
             backoff_max: Duration::from_millis(2),
-        };
+            max_stale: Duration::from_secs(5),
+        }
+    }
+
+    /// Runs the loop over `script` (then hangs forever); returns the events
+    /// channel, the options of every read, and the task.
+    fn start(shared: Arc<Shared>, wait: Duration, script: Vec<Answer>) -> Started {
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
         let sent = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel(16);
         let seen = sent.clone();
         let read = move |o: QueryOptions| -> Read {
-            seen.lock().unwrap().push(o.index);
+            seen.lock().unwrap().push(o);
             let next = script.lock().unwrap().pop_front().unwrap_or(Answer::Hang);
-            let resp = |value, index, known_leader| Response { value, index, known_leader, last_contact_ms: 0 };
+            let resp =
+                |value, index, known_leader, last_contact_ms| Response { value, index, known_leader, last_contact_ms };
             Box::pin(async move {
                 match next {
-                    Answer::Value(v, i) => Ok(resp(v, i, true)),
-                    Answer::NoLeader(i) => Ok(resp("stale", i, false)),
+                    Answer::Value(v, i) => Ok(resp(v, i, true, 0)),
+                    Answer::NoLeader(i) => Ok(resp("stale", i, false, 0)),
+                    Answer::LastContact(i, ms) => Ok(resp("stale", i, true, ms)),
                     Answer::Error => Err(consul::Error::Status {
                         endpoint: "GET /v1/test".into(),
                         status: 500,
-                        body: "No cluster leader".into(),
+                        body: "rpc error".into(),
                     }),
                     Answer::Hang => std::future::pending().await,
                 }
             })
         };
-        let task = tokio::spawn(run("test".into(), timing, shared, tx, read, |v, i| (v, i)));
+        let task = tokio::spawn(run("test".into(), timing(wait), shared, tx, read, |v, i| (v, i)));
         (rx, sent, task)
+    }
+
+    fn indexes(sent: &Mutex<Vec<QueryOptions>>) -> Vec<u64> {
+        sent.lock().unwrap().iter().map(|o| o.index).collect()
     }
 
     #[tokio::test]
     async fn failures_deliver_nothing_are_counted_and_reset_the_index() {
         let shared = Shared::new();
-        let script = vec![
-            Answer::Value("a", 5),
-            Answer::NoLeader(7),
-            Answer::Error,
-            Answer::Value("a", 5),
-            Answer::Value("b", 9),
-        ];
-        let (mut rx, sent, task) = start(shared.clone(), script);
+        let script = vec![Answer::Value("a", 5), Answer::Error, Answer::Value("a", 5), Answer::Value("b", 9)];
+        let (mut rx, sent, task) = start(shared.clone(), Duration::from_millis(10), script);
         assert_eq!(rx.recv().await, Some(("a", 5)));
-        // The stale answer without a leader and the error are not delivered;
-        // the re-read from index 0 after them is (the caller cannot know
-        // nothing changed meanwhile).
+        // The re-read from index 0 after the error is delivered (the caller
+        // cannot know nothing changed meanwhile).
         assert_eq!(rx.recv().await, Some(("a", 5)));
         assert_eq!(rx.recv().await, Some(("b", 9)));
-        assert_eq!(shared.status.errors(), 2);
+        assert_eq!(shared.status.errors(), 1);
         assert_eq!(shared.status.failing(), 0, "the watch recovered");
-        assert!(shared.status.last_error().is_some_and(|e| e.contains("No cluster leader")));
-        assert_eq!(sent.lock().unwrap()[..5], [0, 5, 0, 0, 5]);
+        assert!(shared.status.last_error().is_some_and(|e| e.contains("rpc error")));
+        assert_eq!(indexes(&sent)[..4], [0, 5, 0, 5]);
+        assert!(sent.lock().unwrap().iter().all(|o| o.stale), "every read may be answered by any server");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn answers_without_a_leader_in_contact_are_kept_out_but_are_not_errors() {
+        let shared = Shared::new();
+        let script =
+            vec![Answer::Value("a", 5), Answer::NoLeader(7), Answer::LastContact(8, 60_000), Answer::Value("b", 9)];
+        let (mut rx, sent, task) = start(shared.clone(), Duration::from_secs(30), script);
+        assert_eq!(rx.recv().await, Some(("a", 5)));
+        assert_eq!(rx.recv().await, Some(("b", 9)), "the stale answers were not delivered");
+        assert_eq!(shared.status.errors(), 0, "a server that answers is reachable");
+        assert_eq!(shared.status.failing(), 0);
+        let sent = sent.lock().unwrap();
+        // The index is kept, so the first change after the election wakes the
+        // read at once; the wait is short while the view is stale.
+        assert_eq!(sent.iter().map(|o| o.index).collect::<Vec<_>>()[..4], [0, 5, 5, 5]);
+        assert_eq!(sent[1].wait, Some(Duration::from_secs(30)));
+        assert_eq!(sent[2].wait, Some(STALE_RECHECK));
+        assert_eq!(sent[3].wait, Some(STALE_RECHECK));
+        assert!(shared.status.leader_seen_ago().is_some());
         task.abort();
     }
 
     #[tokio::test]
     async fn a_hung_read_is_abandoned_and_retried() {
         let shared = Shared::new();
-        let (mut rx, _sent, task) = start(shared.clone(), vec![Answer::Hang, Answer::Value("x", 3)]);
+        let (mut rx, _sent, task) =
+            start(shared.clone(), Duration::from_millis(10), vec![Answer::Hang, Answer::Value("x", 3)]);
         assert_eq!(rx.recv().await, Some(("x", 3)));
         assert_eq!(shared.status.errors(), 1);
         assert!(shared.status.last_error().is_some_and(|e| e.contains("no answer within")));
@@ -188,9 +285,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_silent_agent_found_by_the_probe_ends_the_read_at_once() {
+        let shared = Shared::new();
+        // A wait of an hour: only the probe's verdict can end the first read.
+        let (mut rx, sent, task) =
+            start(shared.clone(), Duration::from_secs(3600), vec![Answer::Hang, Answer::Value("x", 3)]);
+        while sent.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        shared.status.set_reachable(false);
+        assert_eq!(rx.recv().await, Some(("x", 3)));
+        assert!(shared.status.last_error().is_some_and(|e| e.contains("liveness probe")));
+        task.abort();
+    }
+
+    #[tokio::test]
     async fn a_failing_watch_is_marked_until_cancelled() {
         let shared = Shared::new();
-        let (_rx, sent, task) = start(shared.clone(), (0..1000).map(|_| Answer::Error).collect());
+        let (_rx, sent, task) =
+            start(shared.clone(), Duration::from_millis(10), (0..1000).map(|_| Answer::Error).collect());
         while sent.lock().unwrap().len() < 3 {
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -200,5 +313,25 @@ mod tests {
         task.abort();
         let _ = task.await;
         assert_eq!(shared.status.failing(), 0, "a cancelled watch no longer counts as failing");
+    }
+
+    #[test]
+    fn freshness_needs_a_leader_in_recent_contact() {
+        let max = Duration::from_secs(5);
+        assert!(fresh(true, 0, max));
+        assert!(fresh(true, 5000, max));
+        assert!(!fresh(true, 5001, max));
+        assert!(!fresh(false, 0, max));
+    }
+
+    #[test]
+    fn retry_delays_double_keep_jitter_inside_the_cap_and_reset() {
+        let cap = Duration::from_secs(5);
+        let mut b = Backoff::new(Duration::from_millis(100), cap);
+        let most = |n| n;
+        let seq: Vec<u128> = (0..8).map(|_| retry_delay(&mut b, cap, most).as_millis()).collect();
+        assert_eq!(seq, [125, 250, 500, 1000, 2000, 4000, 5000, 5000], "at most 25 % jitter, never past the cap");
+        b.reset();
+        assert_eq!(retry_delay(&mut b, cap, |_| 0), Duration::from_millis(100), "the first answer resets it");
     }
 }
