@@ -1,7 +1,7 @@
 //! Command-line flags (the contract in docs/vipd.md); each also reads an environment
 //! variable. Durations read like `100ms`, `1s`, `2.5s`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::Parser;
@@ -61,4 +61,21 @@ pub struct Cli {
     /// Consecutive successes that make it healthy again.
     #[arg(long, env = "VIPD_CHECK_RISE", default_value_t = 2)]
     pub check_rise: u32,
+
+    /// A URL whose failure lowers the advertised priority by the matching
+    /// `--track-weight` instead of giving the VIP up (keepalived's weighted
+    /// tracking), e.g. the router's http://127.0.0.1:9998/health/consul.
+    /// Probed like --check-url (interval, fall, rise). Repeatable.
+    #[arg(long = "track-url", env = "VIPD_TRACK_URLS", value_delimiter = ',')]
+    pub track_urls: Vec<String>,
+
+    /// How much the priority drops while the `--track-url` at the same
+    /// position fails (1-254); one per --track-url, in order.
+    #[arg(long = "track-weight", env = "VIPD_TRACK_WEIGHTS", value_delimiter = ',',
+          value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub track_weights: Vec<u8>,
+
+    /// Address of the admin listener (/status JSON, /metrics).
+    #[arg(long, env = "VIPD_ADMIN_ADDR", default_value = "127.0.0.1:9997")]
+    pub admin_addr: SocketAddr,
 }

@@ -3,20 +3,24 @@
 //! back through the adapters in `net`.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::admin;
 use crate::check::{self, CheckConfig};
 use crate::cli::Cli;
+use crate::inbox::Inbox;
 use crate::net::NetError;
 use crate::net::garp::Garp;
 use crate::net::link::Link;
 use crate::net::socket::{Destinations, VrrpSocket};
-use crate::packet::{self, Advert, DropCounts};
+use crate::packet::Advert;
 use crate::state::{Action, Config, Event, Machine, State};
+use crate::status::{self, Status, Track};
 use crate::vip::{Vip, VipError};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +31,18 @@ pub enum DaemonError {
     Net(#[from] NetError),
     #[error("--peer {0}: only IPv4 peers are supported so far")]
     Ipv6Peer(IpAddr),
-    #[error("--check-url: {0}")]
+    #[error("--check-url/--track-url: {0}")]
     Check(#[from] reqwest::Error),
+    #[error("{urls} --track-url but {weights} --track-weight: give one weight per URL, in order")]
+    TrackWeights { urls: usize, weights: usize },
+    #[error("--admin-addr {addr}: {source}")]
+    Admin {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the admin listener stopped")]
+    AdminStopped,
     #[error("signal handler: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -44,14 +58,19 @@ struct Io {
 }
 
 impl Io {
-    async fn carry_out(&self, actions: Vec<Action>) {
+    /// Carries the actions out in order; returns how many adverts went out.
+    async fn carry_out(&self, actions: Vec<Action>) -> u64 {
+        let mut sent = 0;
         for action in actions {
             match action {
                 Action::SendAdvert { priority } => {
                     let advert =
                         Advert { vrid: self.vrid, priority, interval: self.interval, addresses: vec![self.vip.addr] };
                     match self.socket.send(&advert).await {
-                        Ok(()) => tracing::trace!(priority, "advert sent"),
+                        Ok(()) => {
+                            sent += 1;
+                            tracing::trace!(priority, "advert sent")
+                        }
                         Err(error) => tracing::warn!(priority, %error, "advert not sent"),
                     }
                 }
@@ -66,9 +85,9 @@ impl Io {
                     Err(error) => tracing::error!(vip = %self.vip.addr, %error, "could not remove the VIP"),
                 },
                 Action::SendGratuitousArp => self.garp.burst(self.vip_v4),
-                Action::ArmTimer { .. } | Action::DisarmTimer => {}
             }
         }
+        sent
     }
 }
 
@@ -76,6 +95,9 @@ impl Io {
 pub async fn run(cli: Cli) -> Result<(), DaemonError> {
     let vip: Vip = cli.vip.parse()?;
     let IpAddr::V4(vip_v4) = vip.addr else { return Err(VipError::Ipv6(vip.addr).into()) };
+    if cli.track_urls.len() != cli.track_weights.len() {
+        return Err(DaemonError::TrackWeights { urls: cli.track_urls.len(), weights: cli.track_weights.len() });
+    }
     let destinations = if cli.peers.is_empty() {
         Destinations::Multicast
     } else {
@@ -91,21 +113,17 @@ pub async fn run(cli: Cli) -> Result<(), DaemonError> {
     let link = Link::open(&cli.interface, &vip).await?;
     let socket = VrrpSocket::open(&cli.interface, link.index, link.primary, destinations)?;
     let garp = Garp::open(link.index, link.mac)?;
-    let mut health = match &cli.check_url {
-        Some(url) => Some(check::spawn(CheckConfig {
-            url: url.clone(),
-            interval: cli.check_interval,
-            fall: cli.check_fall,
-            rise: cli.check_rise,
-        })?),
-        None => None,
-    };
+    let admin_listener = tokio::net::TcpListener::bind(cli.admin_addr)
+        .await
+        .map_err(|source| DaemonError::Admin { addr: cli.admin_addr, source })?;
+    let checks = spawn_checks(&cli)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     tracing::info!(
         interface = %link.name, primary = %link.primary, vip = %vip.addr, vrid = cli.vrid, priority = cli.priority,
         advert_interval = ?cli.advert_interval, preempt = !cli.no_preempt, peers = ?cli.peers,
-        check_url = ?cli.check_url, "vipd starting"
+        check_url = ?cli.check_url, track_urls = ?cli.track_urls, track_weights = ?cli.track_weights,
+        admin_addr = %cli.admin_addr, "vipd starting"
     );
 
     let config = Config {
@@ -113,51 +131,55 @@ pub async fn run(cli: Cli) -> Result<(), DaemonError> {
         advert_interval: cli.advert_interval,
         preempt: !cli.no_preempt,
         primary: IpAddr::V4(link.primary),
+        track_weights: cli.track_weights.clone(),
     };
-    let mut machine = Machine::new(config, health.is_none());
+    let machine = Machine::new(config, cli.check_url.is_none());
+    let shared: admin::Shared = Arc::new(Mutex::new(Status {
+        interface: link.name.clone(),
+        vip: vip.addr.to_string(),
+        vrid: cli.vrid,
+        state: status::state_name(machine.state()),
+        configured_priority: cli.priority,
+        priority: machine.priority(),
+        check_url: cli.check_url.clone(),
+        check_ok: machine.healthy(),
+        tracks: cli
+            .track_urls
+            .iter()
+            .zip(&cli.track_weights)
+            .map(|(url, weight)| Track { url: url.clone(), weight: *weight, ok: true })
+            .collect(),
+        transitions: 0,
+        adverts_sent: 0,
+        adverts_received: 0,
+        drops: Vec::new(),
+    }));
+    let mut admin_task = tokio::spawn(admin::serve(admin_listener, shared.clone()));
+    let mut inbox = Inbox::new(cli.vrid, vip.addr, IpAddr::V4(link.primary));
     let io = Io { vrid: cli.vrid, vip, vip_v4, interval: cli.advert_interval, link, socket, garp };
-    let origin = Instant::now();
-    let mut drops = DropCounts::default();
-    // Peers already warned about for a VIP list that differs from ours.
-    let mut mismatched = std::collections::HashSet::new();
+    let mut lp = Loop { machine, io, origin: Instant::now(), shared };
+    let mut checks = checks;
     let mut buf = vec![0u8; 2048];
 
-    step(&mut machine, &io, origin, Event::Startup).await;
+    lp.step(Event::Startup).await;
     loop {
         let timer = async {
-            match machine.deadline() {
-                Some(at) => tokio::time::sleep_until(origin + at).await,
+            match lp.machine.deadline() {
+                Some(at) => tokio::time::sleep_until(lp.origin + at).await,
                 None => std::future::pending().await,
             }
         };
         let event = tokio::select! {
             () = timer => Event::Timer,
-            r = io.socket.recv(&mut buf) => match r {
-                Ok(n) => match packet::decode_ipv4(&buf[..n], cli.vrid) {
-                    Ok(rx) if io.socket.is_own(rx.source) => continue,
-                    Ok(rx) => {
-                        if !rx.advert.addresses.contains(&io.vip.addr) && mismatched.insert(rx.source) {
-                            tracing::warn!(
-                                source = %rx.source, addresses = ?rx.advert.addresses, vip = %io.vip.addr,
-                                "advert for our VRID does not list our VIP: check the peer's configuration"
-                            );
-                        }
-                        tracing::trace!(source = %rx.source, priority = rx.advert.priority, "advert received");
-                        Event::Advert { from: rx.source, priority: rx.advert.priority, interval: rx.advert.interval }
+            r = lp.io.socket.recv(&mut buf) => match r {
+                Ok(n) => {
+                    let event = inbox.accept(&buf[..n]);
+                    lp.received(&inbox);
+                    match event {
+                        Some(e) => e,
+                        None => continue,
                     }
-                    Err(reason) => {
-                        let count = drops.count(reason);
-                        // Other groups on the segment are normal; anything else
-                        // is a misconfigured or hostile sender, warned about
-                        // at counts 1, 2, 4, 8... so a flood cannot flood the log.
-                        if reason != packet::Drop::Vrid && count.is_power_of_two() {
-                            tracing::warn!(reason = reason.name(), count, total = drops.total(), "packet dropped");
-                        } else {
-                            tracing::debug!(reason = reason.name(), count, total = drops.total(), "packet dropped");
-                        }
-                        continue;
-                    }
-                },
+                }
                 Err(error) => {
                     // E.g. the interface went away: do not spin on the error.
                     tracing::warn!(%error, "receive failed");
@@ -165,42 +187,90 @@ pub async fn run(cli: Cli) -> Result<(), DaemonError> {
                     continue;
                 }
             },
-            Some(healthy) = recv_health(&mut health) => Event::Health(healthy),
+            Some(event) = checks.recv() => event,
+            r = &mut admin_task => {
+                tracing::error!(result = ?r, "the admin listener stopped");
+                lp.step(Event::Shutdown).await;
+                return Err(DaemonError::AdminStopped);
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         };
-        step(&mut machine, &io, origin, event).await;
+        lp.step(event).await;
     }
     tracing::info!("shutting down");
-    step(&mut machine, &io, origin, Event::Shutdown).await;
-    let counts: Vec<(&str, u64)> = packet::Drop::ALL.iter().map(|r| (r.name(), drops.get(*r))).collect();
-    tracing::info!(dropped = ?counts, "stopped");
+    lp.step(Event::Shutdown).await;
+    admin_task.abort();
+    let dropped = lp.shared.lock().map(|s| s.drops.clone()).unwrap_or_default();
+    tracing::info!(?dropped, "stopped");
     Ok(())
 }
 
-async fn recv_health(rx: &mut Option<mpsc::Receiver<bool>>) -> Option<bool> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
+/// Starts the `--check-url` poller and one per `--track-url`; their verdict
+/// changes arrive as events on one channel.
+fn spawn_checks(cli: &Cli) -> Result<mpsc::Receiver<Event>, DaemonError> {
+    let (tx, rx) = mpsc::channel(16);
+    let probe = |url: &String, initially| CheckConfig {
+        url: url.clone(),
+        interval: cli.check_interval,
+        fall: cli.check_fall,
+        rise: cli.check_rise,
+        initially,
+    };
+    if let Some(url) = &cli.check_url {
+        // Unhealthy until the router has answered: a node claims the VIP
+        // only once it can serve.
+        check::spawn(probe(url, false), tx.clone(), Event::Health)?;
     }
+    for (index, url) in cli.track_urls.iter().enumerate() {
+        // A track starts passing: it lowers a priority, it never keeps a
+        // node out.
+        check::spawn(probe(url, true), tx.clone(), move |ok| Event::Track { index, ok })?;
+    }
+    Ok(rx)
 }
 
-async fn step(machine: &mut Machine, io: &Io, origin: Instant, event: Event) {
-    let before = machine.state();
-    let now = origin.elapsed();
-    let actions = machine.handle(now, event.clone());
-    let after = machine.state();
-    if before != after {
-        tracing::info!(from = ?before, to = ?after, ?event, "state changed");
+/// The state machine, the adapters that carry out its actions, and the
+/// status the admin listener shows.
+struct Loop {
+    machine: Machine,
+    io: Io,
+    origin: Instant,
+    shared: admin::Shared,
+}
+
+impl Loop {
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
-    // Routine steps (a backup hearing the master, a master's periodic
-    // advert) at trace; anything else at debug.
-    let routine = matches!(event, Event::Timer if after == State::Master)
-        || matches!(event, Event::Advert { .. } if after == State::Backup && before == State::Backup);
-    if routine {
-        tracing::trace!(?event, ?actions, "step");
-    } else {
-        tracing::debug!(?event, ?actions, "step");
+
+    /// Counts what the inbox saw.
+    fn received(&self, inbox: &Inbox) {
+        let mut s = self.status();
+        s.adverts_received = inbox.received();
+        s.set_drops(inbox.drops());
     }
-    io.carry_out(actions).await;
+
+    async fn step(&mut self, event: Event) {
+        let before = self.machine.state();
+        let now = self.origin.elapsed();
+        let actions = self.machine.handle(now, event.clone());
+        let after = self.machine.state();
+        if before != after {
+            tracing::info!(from = ?before, to = ?after, priority = self.machine.priority(), ?event, "state changed");
+        }
+        // Routine steps (a backup hearing the master, a master's periodic
+        // advert) at trace; anything else at debug.
+        let routine = matches!(event, Event::Timer if after == State::Master)
+            || matches!(event, Event::Advert { .. } if after == State::Backup && before == State::Backup);
+        if routine {
+            tracing::trace!(?event, ?actions, deadline = ?self.machine.deadline(), "step");
+        } else {
+            tracing::debug!(?event, ?actions, deadline = ?self.machine.deadline(), "step");
+        }
+        let sent = self.io.carry_out(actions).await;
+        let mut s = self.status();
+        s.follow(&self.machine);
+        s.adverts_sent += sent;
+    }
 }

@@ -1,6 +1,20 @@
-//! Fall/rise counting of health probe results, pure: a verdict flips only
-//! after `fall` failures or `rise` successes in a row, so one slow probe does
-//! not move the VIP.
+//! Fall/rise counting of probe results, pure: a verdict flips only after
+//! `fall` failures or `rise` successes in a row, so one slow probe does not
+//! move the VIP. A refused connection is the exception: nothing listens on
+//! the port, so the router is gone (a crash, a kill) and waiting for `fall`
+//! probes would only add `fall` x interval to the outage; it fails the
+//! verdict at once. A timeout or an error status stays ambiguous (a loaded
+//! router, a slow answer) and is counted.
+
+/// What one probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    Passed,
+    /// An error status, a timeout, a reset: counted towards `fall`.
+    Failed,
+    /// Connection refused: nothing listens, fail at once.
+    Refused,
+}
 
 /// Consecutive-result counter behind the health verdict.
 #[derive(Debug, Clone)]
@@ -23,14 +37,15 @@ impl Tracker {
     }
 
     /// Records one probe result; returns the new verdict when it changes.
-    pub fn record(&mut self, ok: bool) -> Option<bool> {
+    pub fn record(&mut self, probe: Probe) -> Option<bool> {
+        let ok = probe == Probe::Passed;
         if ok == self.healthy {
             self.streak = 0;
             return None;
         }
         self.streak += 1;
         let needed = if self.healthy { self.fall } else { self.rise };
-        if self.streak >= needed {
+        if self.streak >= needed || (self.healthy && probe == Probe::Refused) {
             self.healthy = ok;
             self.streak = 0;
             Some(ok)
@@ -42,42 +57,54 @@ impl Tracker {
 
 #[cfg(test)]
 mod tests {
+    use super::Probe::{Failed, Passed, Refused};
     use super::*;
 
     #[test]
     fn falls_after_fall_failures_in_a_row() {
         let mut t = Tracker::new(3, 2, true);
-        assert_eq!(t.record(false), None);
-        assert_eq!(t.record(false), None);
-        assert_eq!(t.record(false), Some(false));
+        assert_eq!(t.record(Failed), None);
+        assert_eq!(t.record(Failed), None);
+        assert_eq!(t.record(Failed), Some(false));
         assert!(!t.healthy());
-        assert_eq!(t.record(false), None, "no repeated verdict");
+        assert_eq!(t.record(Failed), None, "no repeated verdict");
     }
 
     #[test]
     fn a_success_resets_the_failure_streak() {
         let mut t = Tracker::new(2, 2, true);
-        assert_eq!(t.record(false), None);
-        assert_eq!(t.record(true), None);
-        assert_eq!(t.record(false), None);
-        assert_eq!(t.record(false), Some(false));
+        assert_eq!(t.record(Failed), None);
+        assert_eq!(t.record(Passed), None);
+        assert_eq!(t.record(Failed), None);
+        assert_eq!(t.record(Failed), Some(false));
     }
 
     #[test]
     fn rises_after_rise_successes_in_a_row() {
         let mut t = Tracker::new(1, 3, false);
-        assert_eq!(t.record(true), None);
-        assert_eq!(t.record(false), None);
-        assert_eq!(t.record(true), None);
-        assert_eq!(t.record(true), None);
-        assert_eq!(t.record(true), Some(true));
+        assert_eq!(t.record(Passed), None);
+        assert_eq!(t.record(Failed), None);
+        assert_eq!(t.record(Passed), None);
+        assert_eq!(t.record(Passed), None);
+        assert_eq!(t.record(Passed), Some(true));
         assert!(t.healthy());
     }
 
     #[test]
     fn zero_counts_mean_one() {
         let mut t = Tracker::new(0, 0, true);
-        assert_eq!(t.record(false), Some(false));
-        assert_eq!(t.record(true), Some(true));
+        assert_eq!(t.record(Failed), Some(false));
+        assert_eq!(t.record(Passed), Some(true));
+    }
+
+    #[test]
+    fn a_refused_connection_fails_at_once_and_counts_as_a_failure_after() {
+        let mut t = Tracker::new(3, 2, true);
+        assert_eq!(t.record(Refused), Some(false), "nothing listens: no fall count");
+        assert_eq!(t.record(Passed), None);
+        assert_eq!(t.record(Refused), None, "while unhealthy it breaks the rise streak");
+        assert_eq!(t.record(Passed), None);
+        assert_eq!(t.record(Passed), Some(true));
+        assert_eq!(t.record(Failed), None, "an ambiguous failure still needs the fall count");
     }
 }

@@ -1,16 +1,20 @@
 //! vipd: floats a virtual IP across router nodes with VRRPv3 (RFC 5798),
 //! interoperable with keepalived, and gives it up while the local router's
 //! health check fails. Flags: cli.rs. Pure core: state.rs, packet.rs,
-//! health.rs, arp.rs; I/O: net/, check.rs; the loop joining them: daemon.rs.
+//! health.rs, arp.rs, inbox.rs, status.rs; I/O: net/, check.rs, admin.rs;
+//! the loop joining them: daemon.rs.
 
+mod admin;
 mod arp;
 mod check;
 mod cli;
 mod daemon;
 mod health;
+mod inbox;
 mod net;
 mod packet;
 mod state;
+mod status;
 mod vip;
 
 use std::io::IsTerminal;

@@ -5,7 +5,7 @@
 //! header, which is how TTL and source are checked.
 
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -87,10 +87,5 @@ impl VrrpSocket {
                 Err(_would_block) => continue,
             }
         }
-    }
-
-    /// Whether `ip` is one of our own addresses (a looped-back advert).
-    pub fn is_own(&self, ip: IpAddr) -> bool {
-        ip == IpAddr::V4(self.source)
     }
 }

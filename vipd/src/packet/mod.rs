@@ -41,7 +41,7 @@ pub struct Received {
 
 /// Why a packet was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum Drop {
+pub enum DropReason {
     // The discriminants index `DropCounts`.
     #[error("not an IPv4 VRRP datagram")]
     NotVrrp,
@@ -59,35 +59,42 @@ pub enum Drop {
     Vrid,
 }
 
-impl Drop {
-    pub const ALL: [Drop; 7] =
-        [Drop::NotVrrp, Drop::Ttl, Drop::Length, Drop::Checksum, Drop::Version, Drop::Type, Drop::Vrid];
+impl DropReason {
+    pub const ALL: [DropReason; 7] = [
+        DropReason::NotVrrp,
+        DropReason::Ttl,
+        DropReason::Length,
+        DropReason::Checksum,
+        DropReason::Version,
+        DropReason::Type,
+        DropReason::Vrid,
+    ];
 
     /// A short name for logs and metrics.
     pub fn name(self) -> &'static str {
         match self {
-            Drop::NotVrrp => "not_vrrp",
-            Drop::Ttl => "ttl",
-            Drop::Length => "length",
-            Drop::Checksum => "checksum",
-            Drop::Version => "version",
-            Drop::Type => "type",
-            Drop::Vrid => "vrid",
+            DropReason::NotVrrp => "not_vrrp",
+            DropReason::Ttl => "ttl",
+            DropReason::Length => "length",
+            DropReason::Checksum => "checksum",
+            DropReason::Version => "version",
+            DropReason::Type => "type",
+            DropReason::Vrid => "vrid",
         }
     }
 }
 
 /// Dropped packets so far, by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DropCounts([u64; Drop::ALL.len()]);
+pub struct DropCounts([u64; DropReason::ALL.len()]);
 
 impl DropCounts {
-    pub fn count(&mut self, reason: Drop) -> u64 {
+    pub fn count(&mut self, reason: DropReason) -> u64 {
         self.0[reason as usize] += 1;
         self.0[reason as usize]
     }
 
-    pub fn get(&self, reason: Drop) -> u64 {
+    pub fn get(&self, reason: DropReason) -> u64 {
         self.0[reason as usize]
     }
 
@@ -178,40 +185,40 @@ pub fn encode_ipv4(advert: &Advert, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
 
 /// Decodes an IPv4 datagram as a raw socket returns it (IP header included)
 /// and checks it in the order RFC 5798 §7.1 lists, for `vrid`.
-pub fn decode_ipv4(datagram: &[u8], vrid: u8) -> Result<Received, Drop> {
+pub fn decode_ipv4(datagram: &[u8], vrid: u8) -> Result<Received, DropReason> {
     if datagram.len() < IPV4_HEADER_LEN || datagram[0] >> 4 != 4 || datagram[9] != PROTO_VRRP {
-        return Err(Drop::NotVrrp);
+        return Err(DropReason::NotVrrp);
     }
     let ihl = usize::from(datagram[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
     if ihl < IPV4_HEADER_LEN || total > datagram.len() || total < ihl {
-        return Err(Drop::Length);
+        return Err(DropReason::Length);
     }
     if datagram[8] != TTL {
-        return Err(Drop::Ttl);
+        return Err(DropReason::Ttl);
     }
     let src = Ipv4Addr::new(datagram[12], datagram[13], datagram[14], datagram[15]);
     let dst = Ipv4Addr::new(datagram[16], datagram[17], datagram[18], datagram[19]);
     let msg = &datagram[ihl..total];
     if msg.len() < HEADER_LEN {
-        return Err(Drop::Length);
+        return Err(DropReason::Length);
     }
     let count = usize::from(msg[3]);
     if msg.len() != HEADER_LEN + 4 * count {
-        return Err(Drop::Length);
+        return Err(DropReason::Length);
     }
     let with_pseudo = checksum(&[&pseudo_header_v4(src, dst, msg.len()), msg]) == 0;
     if !with_pseudo && checksum(&[msg]) != 0 {
-        return Err(Drop::Checksum);
+        return Err(DropReason::Checksum);
     }
     if msg[0] >> 4 != VERSION {
-        return Err(Drop::Version);
+        return Err(DropReason::Version);
     }
     if msg[0] & 0x0f != TYPE_ADVERT {
-        return Err(Drop::Type);
+        return Err(DropReason::Type);
     }
     if msg[1] != vrid {
-        return Err(Drop::Vrid);
+        return Err(DropReason::Vrid);
     }
     let cs = u16::from_be_bytes([msg[4], msg[5]]) & MAX_INTERVAL_CS;
     let addresses =

@@ -88,17 +88,17 @@ fn ipv6_addresses_are_left_out_of_an_ipv4_advert() {
 fn wrong_ttl_is_dropped() {
     let mut d = hand_made();
     d[8] = 254;
-    assert_eq!(decode_ipv4(&d, 51), Err(Drop::Ttl));
+    assert_eq!(decode_ipv4(&d, 51), Err(DropReason::Ttl));
 }
 
 #[test]
 fn bad_checksum_is_dropped() {
     let mut d = hand_made();
     d[27] ^= 0x01;
-    assert_eq!(decode_ipv4(&d, 51), Err(Drop::Checksum));
+    assert_eq!(decode_ipv4(&d, 51), Err(DropReason::Checksum));
     let mut d = hand_made();
     d[22] = 101; // priority changed after the checksum was computed
-    assert_eq!(decode_ipv4(&d, 51), Err(Drop::Checksum));
+    assert_eq!(decode_ipv4(&d, 51), Err(DropReason::Checksum));
 }
 
 fn rechecksum(d: &mut [u8]) {
@@ -112,7 +112,7 @@ fn other_version_is_dropped() {
     let mut d = hand_made();
     d[20] = 0x21;
     rechecksum(&mut d);
-    assert_eq!(decode_ipv4(&d, 51), Err(Drop::Version));
+    assert_eq!(decode_ipv4(&d, 51), Err(DropReason::Version));
 }
 
 #[test]
@@ -120,35 +120,35 @@ fn other_type_is_dropped() {
     let mut d = hand_made();
     d[20] = 0x32;
     rechecksum(&mut d);
-    assert_eq!(decode_ipv4(&d, 51), Err(Drop::Type));
+    assert_eq!(decode_ipv4(&d, 51), Err(DropReason::Type));
 }
 
 #[test]
 fn other_vrid_is_dropped() {
-    assert_eq!(decode_ipv4(&hand_made(), 52), Err(Drop::Vrid));
+    assert_eq!(decode_ipv4(&hand_made(), 52), Err(DropReason::Vrid));
 }
 
 #[test]
 fn truncated_packets_are_dropped() {
     let d = hand_made();
     // IP total length says 32 but only 30 bytes arrived.
-    assert_eq!(decode_ipv4(&d[..30], 51), Err(Drop::Length));
+    assert_eq!(decode_ipv4(&d[..30], 51), Err(DropReason::Length));
     // Count says two addresses but only one is there.
     let mut d2 = d.clone();
     d2[23] = 2;
-    assert_eq!(decode_ipv4(&d2, 51), Err(Drop::Length));
+    assert_eq!(decode_ipv4(&d2, 51), Err(DropReason::Length));
     // A VRRP header cut short, with the IP length agreeing.
     let mut d3 = d[..26].to_vec();
     d3[3] = 26;
-    assert_eq!(decode_ipv4(&d3, 51), Err(Drop::Length));
-    assert_eq!(decode_ipv4(&d[..10], 51), Err(Drop::NotVrrp));
+    assert_eq!(decode_ipv4(&d3, 51), Err(DropReason::Length));
+    assert_eq!(decode_ipv4(&d[..10], 51), Err(DropReason::NotVrrp));
 }
 
 #[test]
 fn other_protocols_are_not_vrrp() {
     let mut d = hand_made();
     d[9] = 17;
-    assert_eq!(decode_ipv4(&d, 51), Err(Drop::NotVrrp));
+    assert_eq!(decode_ipv4(&d, 51), Err(DropReason::NotVrrp));
 }
 
 #[test]
@@ -165,17 +165,17 @@ fn ip_options_are_skipped() {
 #[test]
 fn drop_counts_are_kept_by_reason() {
     let mut c = DropCounts::default();
-    assert_eq!(c.count(Drop::Ttl), 1);
-    assert_eq!(c.count(Drop::Ttl), 2);
-    c.count(Drop::Checksum);
-    assert_eq!(c.get(Drop::Ttl), 2);
-    assert_eq!(c.get(Drop::Version), 0);
+    assert_eq!(c.count(DropReason::Ttl), 1);
+    assert_eq!(c.count(DropReason::Ttl), 2);
+    c.count(DropReason::Checksum);
+    assert_eq!(c.get(DropReason::Ttl), 2);
+    assert_eq!(c.get(DropReason::Version), 0);
     assert_eq!(c.total(), 3);
 }
 
 #[test]
 fn every_reason_has_its_own_counter_slot() {
-    for (i, reason) in Drop::ALL.iter().enumerate() {
+    for (i, reason) in DropReason::ALL.iter().enumerate() {
         assert_eq!(*reason as usize, i, "{reason:?}");
     }
 }

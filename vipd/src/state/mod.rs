@@ -20,6 +20,10 @@ pub struct Config {
     pub preempt: bool,
     /// Our primary address: breaks ties between equal priorities.
     pub primary: IpAddr,
+    /// Weight of each tracked URL (`--track-url`/`--track-weight`, in
+    /// order): while one fails, the advertised priority is lower by its
+    /// weight (keepalived's weighted `track_script`).
+    pub track_weights: Vec<u8>,
 }
 
 /// RFC 5798 §6.4 states.
@@ -42,11 +46,15 @@ pub enum Event {
     Timer,
     /// The health check changed its verdict.
     Health(bool),
+    /// Tracked URL number `index` (in `Config::track_weights`) changed its
+    /// verdict.
+    Track { index: usize, ok: bool },
     /// The daemon is stopping (RFC "Shutdown").
     Shutdown,
 }
 
-/// Outputs the daemon carries out, in order.
+/// Outputs the daemon carries out, in order. The timer is not among them:
+/// the daemon reads [`Machine::deadline`] after every step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Send an advert carrying this priority.
@@ -56,12 +64,6 @@ pub enum Action {
     AddVip,
     RemoveVip,
     SendGratuitousArp,
-    /// Fire `Event::Timer` at this time; replaces any armed timer.
-    ArmTimer {
-        at: Duration,
-    },
-    /// No timer is armed any more.
-    DisarmTimer,
 }
 
 /// Skew_Time = ((256 - priority) * Master_Adver_Interval) / 256.
@@ -74,6 +76,18 @@ pub fn master_down_interval(priority: u8, master_adver_interval: Duration) -> Du
     master_adver_interval * 3 + skew_time(priority, master_adver_interval)
 }
 
+/// keepalived's weighted tracking: the configured priority minus the weights
+/// of the failing tracks, at least 1; at most 254 once anything is
+/// subtracted.
+pub fn effective_priority(configured: u8, weights: &[u8], failing: &[bool]) -> u8 {
+    let lowered: u32 = weights.iter().zip(failing).filter(|(_, f)| **f).map(|(w, _)| u32::from(*w)).sum();
+    if lowered == 0 {
+        return configured;
+    }
+    let p = u32::from(configured).saturating_sub(lowered).clamp(1, u32::from(OWNER_PRIORITY - 1));
+    p as u8
+}
+
 /// One virtual router instance.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -83,6 +97,9 @@ pub struct Machine {
     /// Learned from the master's adverts while Backup (RFC §6.4.2).
     master_adver_interval: Duration,
     deadline: Option<Duration>,
+    /// Which tracked URLs fail right now; all pass at start-up (a track
+    /// lowers a priority, it never keeps a node from starting).
+    tracks_failing: Vec<bool>,
 }
 
 impl Machine {
@@ -90,7 +107,26 @@ impl Machine {
     /// (false while a configured check has not passed yet).
     pub fn new(config: Config, healthy: bool) -> Self {
         let master_adver_interval = config.advert_interval;
-        Machine { config, state: State::Initialize, healthy, master_adver_interval, deadline: None }
+        let tracks_failing = vec![false; config.track_weights.len()];
+        Machine { config, state: State::Initialize, healthy, master_adver_interval, deadline: None, tracks_failing }
+    }
+
+    /// The priority in effect: the configured one lowered by the weight of
+    /// every failing tracked URL, kept within 1-254 (a lowered owner is no
+    /// longer the owner; 0 means "leaving" on the wire and is never reached
+    /// this way).
+    pub fn priority(&self) -> u8 {
+        effective_priority(self.config.priority, &self.config.track_weights, &self.tracks_failing)
+    }
+
+    /// Whether the last health verdict lets this node claim the VIP.
+    pub fn healthy(&self) -> bool {
+        self.healthy
+    }
+
+    /// Which tracked URLs fail right now, in `Config::track_weights` order.
+    pub fn tracks_failing(&self) -> &[bool] {
+        &self.tracks_failing
     }
 
     pub fn state(&self) -> State {
@@ -112,14 +148,15 @@ impl Machine {
         let mut out = Vec::new();
         match (self.state, event) {
             (State::Initialize, Event::Startup) => {
-                if self.config.priority == OWNER_PRIORITY && self.healthy {
+                if self.priority() == OWNER_PRIORITY && self.healthy {
                     self.become_master(now, &mut out);
                 } else {
                     // A crash may have left the VIP on the interface.
                     out.push(Action::RemoveVip);
-                    self.become_backup(now, self.config.advert_interval, &mut out);
+                    self.become_backup(now, self.config.advert_interval);
                 }
             }
+            (_, Event::Track { index, ok }) => self.track(now, index, ok, &mut out),
             (State::Initialize, _) => {}
             (_, Event::Startup) => {}
             (State::Backup, Event::Timer) => {
@@ -129,13 +166,11 @@ impl Machine {
             }
             (State::Master, Event::Timer) => {
                 if self.deadline.is_some_and(|d| now >= d) {
-                    out.push(Action::SendAdvert { priority: self.config.priority });
-                    self.arm(now + self.config.advert_interval, &mut out);
+                    out.push(Action::SendAdvert { priority: self.priority() });
+                    self.arm(now + self.config.advert_interval);
                 }
             }
-            (State::Backup, Event::Advert { priority, interval, .. }) => {
-                self.backup_advert(now, priority, interval, &mut out)
-            }
+            (State::Backup, Event::Advert { priority, interval, .. }) => self.backup_advert(now, priority, interval),
             (State::Master, Event::Advert { from, priority, interval }) => {
                 self.master_advert(now, from, priority, interval, &mut out)
             }
@@ -143,9 +178,9 @@ impl Machine {
                 let was = std::mem::replace(&mut self.healthy, healthy);
                 if healthy && !was {
                     // Compete again: wait for a master to show itself.
-                    self.arm(now + self.master_down(), &mut out);
+                    self.arm(now + self.master_down());
                 } else if !healthy && was {
-                    self.disarm(&mut out);
+                    self.disarm();
                 }
             }
             (State::Master, Event::Health(healthy)) => {
@@ -156,34 +191,50 @@ impl Machine {
                     out.push(Action::SendAdvert { priority: 0 });
                     out.push(Action::RemoveVip);
                     self.state = State::Backup;
-                    self.disarm(&mut out);
+                    self.disarm();
                 }
             }
             (State::Backup, Event::Shutdown) => {
                 self.state = State::Initialize;
-                self.disarm(&mut out);
+                self.disarm();
             }
             (State::Master, Event::Shutdown) => {
                 out.push(Action::SendAdvert { priority: 0 });
                 out.push(Action::RemoveVip);
                 self.state = State::Initialize;
-                self.disarm(&mut out);
+                self.disarm();
             }
         }
         out
     }
 
-    fn backup_advert(&mut self, now: Duration, priority: u8, interval: Duration, out: &mut Vec<Action>) {
+    /// A tracked URL changed: a master advertises its new priority at once
+    /// (a backup with a higher one then preempts after Master_Down_Interval,
+    /// or at once if ours rose back above it); a backup only compares with
+    /// the new priority from now on.
+    fn track(&mut self, now: Duration, index: usize, ok: bool, out: &mut Vec<Action>) {
+        if self.tracks_failing.get(index).is_none_or(|failing| *failing == !ok) {
+            return;
+        }
+        let before = self.priority();
+        self.tracks_failing[index] = !ok;
+        if self.state == State::Master && self.priority() != before {
+            out.push(Action::SendAdvert { priority: self.priority() });
+            self.arm(now + self.config.advert_interval);
+        }
+    }
+
+    fn backup_advert(&mut self, now: Duration, priority: u8, interval: Duration) {
         if priority == 0 {
             // The master is leaving: take over after Skew_Time, unless we may
             // not claim the VIP.
             if self.healthy {
-                self.arm(now + skew_time(self.config.priority, self.master_adver_interval), out);
+                self.arm(now + skew_time(self.priority(), self.master_adver_interval));
             }
-        } else if !self.config.preempt || priority >= self.config.priority || !self.healthy {
+        } else if !self.config.preempt || priority >= self.priority() || !self.healthy {
             self.master_adver_interval = interval;
             if self.healthy {
-                self.arm(now + self.master_down(), out);
+                self.arm(now + self.master_down());
             }
         }
         // Otherwise a lower-priority master with preemption on: let the
@@ -191,10 +242,10 @@ impl Machine {
     }
 
     fn master_advert(&mut self, now: Duration, from: IpAddr, priority: u8, interval: Duration, out: &mut Vec<Action>) {
-        let ours = self.config.priority;
+        let ours = self.priority();
         if priority == 0 {
             out.push(Action::SendAdvert { priority: ours });
-            self.arm(now + self.config.advert_interval, out);
+            self.arm(now + self.config.advert_interval);
         } else if priority > ours || (priority == ours && from > self.config.primary) {
             // One last advert at our own, losing priority before stepping
             // down: after a partition heals this makes the winner answer with
@@ -205,48 +256,47 @@ impl Machine {
             out.push(Action::SendAdvert { priority: ours });
             out.push(Action::RemoveVip);
             self.state = State::Backup;
-            self.arm(now + self.master_down(), out);
+            self.arm(now + self.master_down());
         } else {
             // A node that lost the election still claims the VIP (it came back
             // from a partition): answer at once and refresh neighbours' ARP, or
             // clients keep the other node's MAC (docs/vipd.md field note).
             out.push(Action::SendAdvert { priority: ours });
             out.push(Action::SendGratuitousArp);
-            self.arm(now + self.config.advert_interval, out);
+            self.arm(now + self.config.advert_interval);
         }
     }
 
     fn become_master(&mut self, now: Duration, out: &mut Vec<Action>) {
         self.state = State::Master;
         out.push(Action::AddVip);
-        out.push(Action::SendAdvert { priority: self.config.priority });
+        out.push(Action::SendAdvert { priority: self.priority() });
         out.push(Action::SendGratuitousArp);
-        self.arm(now + self.config.advert_interval, out);
+        self.arm(now + self.config.advert_interval);
     }
 
-    fn become_backup(&mut self, now: Duration, master_adver_interval: Duration, out: &mut Vec<Action>) {
+    fn become_backup(&mut self, now: Duration, master_adver_interval: Duration) {
         self.state = State::Backup;
         self.master_adver_interval = master_adver_interval;
         if self.healthy {
-            self.arm(now + self.master_down(), out);
+            self.arm(now + self.master_down());
         } else {
-            self.disarm(out);
+            self.disarm();
         }
     }
 
     fn master_down(&self) -> Duration {
-        master_down_interval(self.config.priority, self.master_adver_interval)
+        master_down_interval(self.priority(), self.master_adver_interval)
     }
 
-    fn arm(&mut self, at: Duration, out: &mut Vec<Action>) {
+    /// The one timer: Adver_Timer as Master, Master_Down_Timer as Backup.
+    /// The daemon sleeps until [`Machine::deadline`]; there is no other form.
+    fn arm(&mut self, at: Duration) {
         self.deadline = Some(at);
-        out.push(Action::ArmTimer { at });
     }
 
-    fn disarm(&mut self, out: &mut Vec<Action>) {
-        if self.deadline.take().is_some() {
-            out.push(Action::DisarmTimer);
-        }
+    fn disarm(&mut self) {
+        self.deadline = None;
     }
 }
 
