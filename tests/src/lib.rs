@@ -13,6 +13,9 @@
 //!   installed on these machines.
 //! - [`netns::Topology`]: hosts on a bridge in network namespaces, and
 //!   [`vrrp`]: vipd, keepalived, HTTP servers and injected VRRP packets on it.
+//! - [`edge::EdgeCluster`]: the whole edge on such a topology (three nodes
+//!   with a Consul server, router and vipd each, a worker, a client) and a
+//!   [`edge::Poller`] that measures what a client sees.
 //!
 //! Every child runs in its own process group and gets `SIGKILL` from the
 //! kernel if the test process dies (`PR_SET_PDEATHSIG`), so even a test
@@ -20,6 +23,7 @@
 
 pub mod consul;
 pub mod docker;
+pub mod edge;
 pub mod kube_api;
 pub mod netns;
 pub mod ports;

@@ -127,14 +127,47 @@ impl HttpServer {
 /// One `GET path` to `ip:port`, with short timeouts; the body on a 200.
 /// Must run on a thread inside the client namespace (see [`Netns::enter`]).
 pub fn http_get(ip: Ipv4Addr, port: u16, path: &str, timeout: Duration) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&SocketAddrV4::new(ip, port).into(), timeout).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.set_write_timeout(Some(timeout)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").ok()?;
+    let host = ip.to_string();
+    http(ip, port, "GET", path, &host, "", timeout).filter(|(status, _)| *status == 200).map(|(_, body)| body)
+}
+
+/// One HTTP/1.0 request to `ip:port` with `Host: host` and `body`; the
+/// status and body of the answer. Runs on the calling thread, so from a
+/// thread inside a namespace it reaches that namespace's addresses.
+pub fn http(
+    ip: Ipv4Addr,
+    port: u16,
+    method: &str,
+    path: &str,
+    host: &str,
+    body: &str,
+    timeout: Duration,
+) -> Option<(u16, String)> {
+    http_or_error(ip, port, method, path, host, body, timeout).ok()
+}
+
+/// [`http`] with the reason a request got no answer (`connect: ...`,
+/// `read: ...`, `no HTTP head`).
+pub fn http_or_error(
+    ip: Ipv4Addr,
+    port: u16,
+    method: &str,
+    path: &str,
+    host: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect_timeout(&SocketAddrV4::new(ip, port).into(), timeout)
+        .map_err(|e| format!("connect: {}", e.kind()))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        .map_err(|e| format!("write: {}", e.kind()))?;
     let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let (head, body) = resp.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.0 200").then(|| body.to_string())
+    s.read_to_string(&mut resp).map_err(|e| format!("read: {}", e.kind()))?;
+    let (head, body) = resp.split_once("\r\n\r\n").ok_or("no HTTP head")?;
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("no status")?;
+    Ok((status, body.to_string()))
 }
 
 /// Which node answers `GET /name` on `vip` from the client namespace.

@@ -59,6 +59,11 @@ fn router_help_lists_the_contract() {
             "ROUTER_ACCESS_LOG_FORMAT",
             "--request-id-header",
             "ROUTER_REQUEST_ID_HEADER",
+            "--consul-max-stale",
+            "ROUTER_CONSUL_MAX_STALE",
+            "10s",
+            "--vipd-addr",
+            "ROUTER_VIPD_ADDR",
         ],
     );
 }
@@ -110,6 +115,13 @@ fn vipd_help_lists_the_contract() {
             "--check-interval",
             "--check-fall",
             "--check-rise",
+            "--track-url",
+            "VIPD_TRACK_URLS",
+            "--track-weight",
+            "VIPD_TRACK_WEIGHTS",
+            "--admin-addr",
+            "VIPD_ADMIN_ADDR",
+            "127.0.0.1:9997",
         ],
     );
 }

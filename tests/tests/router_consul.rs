@@ -124,18 +124,28 @@ async fn consul_outage_keeps_routes_and_restart_recovers() {
     let router = Router::start(&consul, &["--consul-wait", "2s"]).await;
     router.wait_routed_to("app.example.com", "/", "web", T).await;
 
+    router.wait_consul_healthy(T).await;
     consul.stop();
-    // /health reports the watch down...
-    let down = wait_until(T, || async { router.health().await.filter(|(s, _)| *s == 503) }).await;
-    let (_, why) = down.expect("health turns 503 while Consul is down");
-    assert!(why.contains("Consul watch failing") && why.contains("still routing"), "{why}");
-    // ...while the proxy keeps routing with the last good table.
+    // /health/consul reports Consul gone within about a second (the
+    // liveness probe, not twice --consul-wait)...
+    let started = std::time::Instant::now();
+    let down = wait_until(T, || async { router.admin_text("/health/consul").await.filter(|(s, _)| *s == 503) }).await;
+    let (_, why) = down.expect("/health/consul turns 503 while Consul is down");
+    assert!(started.elapsed() < Duration::from_secs(3), "noticed after {:?}", started.elapsed());
+    assert!(why.contains("does not answer") || why.contains("failing"), "{why}");
+    // ...while /health stays 200 (this node can serve) and the proxy keeps
+    // routing with the last good table.
+    let (status, text) = router.health().await.expect("health answers");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("routing with the last good table"), "{text}");
     for _ in 0..10 {
         assert_eq!(router.fetch("app.example.com", "/").await.1["name"], "web");
     }
     let status = router.admin_json("/api/status").await;
-    assert_eq!(status["watch_alive"], false);
-    assert!(status["consul_errors"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(status["consul_reachable"], false);
+    assert!(status["consul_problem"].is_string(), "{status}");
+    let metrics = router.admin_text("/metrics").await.expect("metrics").1;
+    assert!(metrics.contains("router_consul_healthy 0\n"), "{metrics}");
 
     // Dev mode comes back empty: register again, as a registrar would.
     consul.restart().await.expect("consul restarts");
@@ -143,4 +153,5 @@ async fn consul_outage_keeps_routes_and_restart_recovers() {
     register(&consul.client(), "web1", "web", web2.port(), &tags).await;
     router.wait_routed_to("app.example.com", "/", "web2", T).await;
     router.wait_healthy(T).await;
+    router.wait_consul_healthy(T).await;
 }

@@ -152,7 +152,22 @@ impl Router {
     }
 
     pub async fn health(&self) -> Option<(u16, String)> {
-        let r = self.http.get(format!("http://{}/health", self.admin)).send().await.ok()?;
+        self.admin_text("/health").await
+    }
+
+    pub async fn wait_consul_healthy(&self, timeout: Duration) {
+        let ok =
+            wait_until(timeout, || async { self.admin_text("/health/consul").await.filter(|(s, _)| *s == 200) }).await;
+        assert!(
+            ok.is_some(),
+            "router does not hear Consul after {timeout:?}: {:?}",
+            self.admin_text("/health/consul").await
+        );
+    }
+
+    /// Status and body of an admin page.
+    pub async fn admin_text(&self, path: &str) -> Option<(u16, String)> {
+        let r = self.http.get(format!("http://{}{path}", self.admin)).send().await.ok()?;
         let status = r.status().as_u16();
         Some((status, r.text().await.unwrap_or_default()))
     }
