@@ -180,8 +180,10 @@ impl EdgeCluster {
         Ok(())
     }
 
-    /// The node comes back: link up, Consul (same data), router, vipd.
+    /// The node comes back as after a reboot (the VIP its crash left is
+    /// gone): link up, Consul (same data), router, vipd.
     pub fn start_node(&mut self, i: usize) -> Result<(), HarnessError> {
+        let _ = self.topo.nodes[i].ip(&["addr", "del", &format!("{VIP}/32"), "dev", Topology::IFACE]);
         self.topo.nodes[i].ip(&["link", "set", Topology::IFACE, "up"])?;
         self.start_consul(i)?;
         self.start_router(i)?;
