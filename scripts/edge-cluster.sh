@@ -169,7 +169,12 @@ cmd_up() {
   log "starting the worker's backend (python3 http.server on $(node_ip $worker):8080)"
   mkdir -p "$state/www"
   echo "hello from the edge worker" >"$state/www/index.html"
-  start "$(ns w)" backend python3 -m http.server 8080 --bind 0.0.0.0 --directory "$state/www"
+  # http.server with a listen backlog of 128 (socketserver's 5 drops SYNs when
+  # the clients queued during a failover arrive at once).
+  start "$(ns w)" backend python3 -c 'import functools, http.server, sys
+http.server.ThreadingHTTPServer.request_queue_size = 128
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+http.server.ThreadingHTTPServer(("0.0.0.0", 8080), h).serve_forever()' "$state/www"
   wait_for 30 "the worker agent" http "$(ns w)" http://127.0.0.1:8500/v1/agent/self
   register app
   log "starting routers and vipds"

@@ -33,11 +33,6 @@ impl QueryOptions {
         QueryOptions { index, wait: Some(wait), stale: true }
     }
 
-    /// A plain read any server may answer (see [`stale_blocking`](Self::stale_blocking)).
-    pub fn stale() -> Self {
-        QueryOptions { stale: true, ..Default::default() }
-    }
-
     /// Query-string pairs for these options.
     pub(crate) fn params(&self) -> Vec<(&'static str, String)> {
         let mut p = Vec::new();
@@ -193,7 +188,8 @@ mod tests {
         assert!(q.params().is_empty());
         let q = QueryOptions::blocking(7, Duration::from_millis(1500));
         assert_eq!(q.params(), vec![("index", "7".into()), ("wait", "1500ms".into())]);
-        assert_eq!(QueryOptions::stale().params(), vec![("stale", String::new())]);
+        let q = QueryOptions { stale: true, ..Default::default() };
+        assert_eq!(q.params(), vec![("stale", String::new())]);
         let q = QueryOptions::stale_blocking(7, Duration::from_secs(1));
         assert_eq!(q.params(), vec![("index", "7".into()), ("wait", "1000ms".into()), ("stale", String::new())]);
     }

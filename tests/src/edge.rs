@@ -34,7 +34,7 @@ fn io(what: &str) -> impl FnOnce(std::io::Error) -> HarnessError + '_ {
     move |source| HarnessError::Io { what: what.to_string(), source }
 }
 
-/// One HTTP request from inside `ns`.
+/// One HTTP request from inside `ns`, 2 s allowed.
 pub fn http_in(
     ns: &Netns,
     ip: Ipv4Addr,
@@ -43,8 +43,21 @@ pub fn http_in(
     path: &str,
     body: &str,
 ) -> Option<(u16, String)> {
+    http_in_within(ns, ip, port, method, path, body, Duration::from_secs(2))
+}
+
+/// [`http_in`] with its own time limit.
+fn http_in_within(
+    ns: &Netns,
+    ip: Ipv4Addr,
+    port: u16,
+    method: &'static str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> Option<(u16, String)> {
     let (path, body) = (path.to_string(), body.to_string());
-    ns.enter(move || vrrp::http(ip, port, method, &path, "localhost", &body, Duration::from_secs(2))).ok().flatten()
+    ns.enter(move || vrrp::http(ip, port, method, &path, "localhost", &body, timeout)).ok().flatten()
 }
 
 /// The processes of one edge node (each `None` while stopped).
@@ -239,7 +252,9 @@ impl EdgeCluster {
         })
         .to_string();
         let ns = &self.topo.nodes[via];
-        match http_in(ns, Ipv4Addr::LOCALHOST, CONSUL_HTTP, "PUT", "/v1/catalog/register", &body) {
+        // Longer than the server holds a write without a leader (7 s).
+        let held = Duration::from_secs(10);
+        match http_in_within(ns, Ipv4Addr::LOCALHOST, CONSUL_HTTP, "PUT", "/v1/catalog/register", &body, held) {
             Some((200, _)) => Ok(()),
             other => Err(HarnessError::NotReady(format!("catalog register {id} via n{via}: {other:?}"))),
         }

@@ -89,6 +89,19 @@ impl Keepalived {
     }
 }
 
+/// `python3 -m http.server` with a listen backlog of 128 instead of
+/// socketserver's 5 (after a failover the queued clients arrive at once, and
+/// SYNs dropped by a full backlog are retried only after a second) and no
+/// log line per request. Arguments: directory, port.
+const SERVE_DIR: &str = "import functools, http.server, sys
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer.request_queue_size = 128
+handler = functools.partial(Quiet, directory=sys.argv[1])
+http.server.ThreadingHTTPServer(('0.0.0.0', int(sys.argv[2])), handler).serve_forever()
+";
+
 /// `python3 -m http.server` in node `i`: `/name` answers the node's name,
 /// `/health` answers 200 while the test leaves the health file in place.
 pub struct HttpServer {
@@ -102,7 +115,7 @@ impl HttpServer {
         write(dir.path().join("name"), &format!("n{i}"))?;
         write(dir.path().join("health"), "ok")?;
         let mut cmd = topo.nodes[i].command("python3");
-        cmd.args(["-m", "http.server", "--bind", "0.0.0.0", "--directory"]).arg(dir.path()).arg(HTTP_PORT.to_string());
+        cmd.args(["-c", SERVE_DIR]).arg(dir.path()).arg(HTTP_PORT.to_string());
         let daemon = Daemon::spawn_command(&format!("http-n{i}"), cmd)?;
         Ok(HttpServer { daemon, dir })
     }

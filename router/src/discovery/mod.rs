@@ -231,7 +231,9 @@ impl Coordinator {
                 let node = node.clone();
                 async move {
                     let services = c.catalog_node(&node, &o).await?;
-                    let checks = c.health_node(&node, &QueryOptions::stale()).await?;
+                    // As consistent as the read it pairs with (watch.rs).
+                    let paired = QueryOptions { stale: o.stale, ..QueryOptions::default() };
+                    let checks = c.health_node(&node, &paired).await?;
                     Ok(Response {
                         value: (services.value, checks.value, checks.index),
                         index: services.index,

@@ -3,9 +3,15 @@
 //! coordinator, keep the last good state through anything else.
 //!
 //! The rules, each for a measured reason (issue 10):
-//! - Reads are `stale`: the local server answers from its own state. With
-//!   default consistency a follower forwards every read to the leader, and a
-//!   leader that vanished without closing its connections held them 23-34 s.
+//! - Blocking reads are `stale`: the local server answers from its own state.
+//!   With default consistency a follower forwards every read to the leader,
+//!   and a leader that vanished without closing its connections held them
+//!   23-34 s. A read from index 0 (the first, and the one after an error)
+//!   is not stale: it goes to the leader, so a restarted server that is
+//!   still catching up cannot hand the router an old state (measured: a
+//!   returning node took the VIP with a table missing a service); the
+//!   blocking reads after it carry that index, and the local server answers
+//!   them only once its own index has passed it.
 //! - Freshness comes from each answer's `X-Consul-KnownLeader` and
 //!   `X-Consul-LastContact` ([`fresh`]): an answer from a server that has no
 //!   leader, or last heard from it longer than `max_stale` ago, is not
@@ -46,6 +52,11 @@ pub struct Timing {
 /// The wait of reads while the answering server has no leader: how soon
 /// the watch finds out the view is fresh again when nothing changes.
 const STALE_RECHECK: Duration = Duration::from_secs(1);
+
+/// A read from index 0 goes to the leader; a blocking read after it is stale.
+pub fn read_options(index: u64, wait: Duration) -> QueryOptions {
+    if index == 0 { QueryOptions::blocking(0, wait) } else { QueryOptions::stale_blocking(index, wait) }
+}
 
 /// Whether an answer may replace the state the router holds.
 pub fn fresh(known_leader: bool, last_contact_ms: u64, max_stale: Duration) -> bool {
@@ -104,7 +115,7 @@ pub async fn run<T, E, F, Fut>(
     loop {
         let wait = if stale { timing.wait.min(STALE_RECHECK) } else { timing.wait };
         let limit = wait * 2;
-        let opts = QueryOptions::stale_blocking(index.get(), wait);
+        let opts = read_options(index.get(), wait);
         let outcome = tokio::select! {
             r = tokio::time::timeout(limit, read(opts)) => match r {
                 Err(_) => Err(format!("no answer within {}; restarting the watch", humantime::format_duration(limit))),
@@ -248,7 +259,10 @@ mod tests {
         assert_eq!(shared.status.failing(), 0, "the watch recovered");
         assert!(shared.status.last_error().is_some_and(|e| e.contains("rpc error")));
         assert_eq!(indexes(&sent)[..4], [0, 5, 0, 5]);
-        assert!(sent.lock().unwrap().iter().all(|o| o.stale), "every read may be answered by any server");
+        assert!(
+            sent.lock().unwrap().iter().all(|o| o.stale == (o.index > 0)),
+            "blocking reads may be answered by any server, reads from index 0 only by the leader"
+        );
         task.abort();
     }
 
