@@ -213,7 +213,7 @@ impl Machine {
     /// or at once if ours rose back above it); a backup only compares with
     /// the new priority from now on.
     fn track(&mut self, now: Duration, index: usize, ok: bool, out: &mut Vec<Action>) {
-        if self.tracks_failing.get(index).is_none_or(|failing| *failing == !ok) {
+        if self.tracks_failing.get(index).is_none_or(|failing| *failing != ok) {
             return;
         }
         let before = self.priority();
