@@ -34,20 +34,11 @@ fn io(what: &str) -> impl FnOnce(std::io::Error) -> HarnessError + '_ {
     move |source| HarnessError::Io { what: what.to_string(), source }
 }
 
-/// One HTTP request from inside `ns`, 2 s allowed.
-pub fn http_in(
-    ns: &Netns,
-    ip: Ipv4Addr,
-    port: u16,
-    method: &'static str,
-    path: &str,
-    body: &str,
-) -> Option<(u16, String)> {
-    http_in_within(ns, ip, port, method, path, body, Duration::from_secs(2))
-}
+/// Time allowed for a request to a daemon inside a namespace.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// [`http_in`] with its own time limit.
-fn http_in_within(
+/// One HTTP request from inside `ns`, `timeout` allowed.
+pub fn http_in(
     ns: &Netns,
     ip: Ipv4Addr,
     port: u16,
@@ -57,7 +48,7 @@ fn http_in_within(
     timeout: Duration,
 ) -> Option<(u16, String)> {
     let (path, body) = (path.to_string(), body.to_string());
-    ns.enter(move || vrrp::http(ip, port, method, &path, "localhost", &body, timeout)).ok().flatten()
+    ns.enter(move || vrrp::http(ip, port, method, &path, "localhost", &body, timeout).ok()).ok().flatten()
 }
 
 /// The processes of one edge node (each `None` while stopped).
@@ -203,14 +194,26 @@ impl EdgeCluster {
         self.start_vipd(i)
     }
 
+    /// Each live server's answer to `/v1/status/leader`: the leader's
+    /// `address:port`, `""` during an election, `None` without an answer.
+    fn leaders_seen(&self) -> Vec<Option<String>> {
+        (0..EDGE)
+            .filter(|i| self.nodes[*i].consul.is_some())
+            .map(|i| {
+                let ns = &self.topo.nodes[i];
+                let (status, body) =
+                    http_in(ns, Ipv4Addr::LOCALHOST, CONSUL_HTTP, "GET", "/v1/status/leader", "", ADMIN_TIMEOUT)?;
+                serde_json::from_str::<String>(&body).ok().filter(|_| status == 200)
+            })
+            .collect()
+    }
+
     /// The raft leader as node index, asked of every live server.
     pub fn leader(&self) -> Option<usize> {
-        (0..EDGE).filter(|i| self.nodes[*i].consul.is_some()).find_map(|i| {
-            let (status, body) =
-                http_in(&self.topo.nodes[i], Ipv4Addr::LOCALHOST, CONSUL_HTTP, "GET", "/v1/status/leader", "")?;
-            let addr = serde_json::from_str::<String>(&body).ok().filter(|_| status == 200)?;
-            (0..EDGE).find(|j| addr == format!("{}:{CONSUL_SERVER_PORT}", Topology::node_ip(*j)))
-        })
+        self.leaders_seen()
+            .into_iter()
+            .flatten()
+            .find_map(|addr| (0..EDGE).find(|j| addr == format!("{}:{CONSUL_SERVER_PORT}", Topology::node_ip(*j))))
     }
 
     /// Waits until a live server reports a leader; returns it and when.
@@ -229,7 +232,15 @@ impl EdgeCluster {
         })
         .to_string();
         let worker = &self.topo.nodes[WORKER];
-        match http_in(worker, Ipv4Addr::LOCALHOST, CONSUL_HTTP, "PUT", "/v1/agent/service/register", &body) {
+        match http_in(
+            worker,
+            Ipv4Addr::LOCALHOST,
+            CONSUL_HTTP,
+            "PUT",
+            "/v1/agent/service/register",
+            &body,
+            ADMIN_TIMEOUT,
+        ) {
             Some((200, _)) => Ok(()),
             other => Err(HarnessError::NotReady(format!("register {id}: {other:?}"))),
         }
@@ -254,7 +265,7 @@ impl EdgeCluster {
         let ns = &self.topo.nodes[via];
         // Longer than the server holds a write without a leader (7 s).
         let held = Duration::from_secs(10);
-        match http_in_within(ns, Ipv4Addr::LOCALHOST, CONSUL_HTTP, "PUT", "/v1/catalog/register", &body, held) {
+        match http_in(ns, Ipv4Addr::LOCALHOST, CONSUL_HTTP, "PUT", "/v1/catalog/register", &body, held) {
             Some((200, _)) => Ok(()),
             other => Err(HarnessError::NotReady(format!("catalog register {id} via n{via}: {other:?}"))),
         }
@@ -263,15 +274,7 @@ impl EdgeCluster {
     /// Whether every live server of the edge reports no leader (an election
     /// is under way).
     pub fn leaderless(&self) -> bool {
-        (0..EDGE).filter(|i| self.nodes[*i].consul.is_some()).all(|i| {
-            http_in(&self.topo.nodes[i], Ipv4Addr::LOCALHOST, CONSUL_HTTP, "GET", "/v1/status/leader", "")
-                .is_some_and(|(s, b)| s == 200 && b.trim() == "\"\"")
-        })
-    }
-
-    /// Whether edge node `i` has a Consul server running.
-    pub fn consul_running(&self, i: usize) -> bool {
-        self.nodes[i].consul.is_some()
+        self.leaders_seen().iter().all(|l| l.as_deref() == Some(""))
     }
 
     /// One request from the client namespace through the VIP; the body on 200.
@@ -279,7 +282,7 @@ impl EdgeCluster {
         let (host, path) = (host.to_string(), path.to_string());
         self.topo
             .client
-            .enter(move || vrrp::http(VIP, PROXY_PORT, "GET", &path, &host, "", Duration::from_millis(500)))
+            .enter(move || vrrp::http(VIP, PROXY_PORT, "GET", &path, &host, "", Duration::from_millis(500)).ok())
             .ok()
             .flatten()
             .filter(|(s, _)| *s == 200)
@@ -305,12 +308,12 @@ impl EdgeCluster {
 
     /// An admin page of node `i`'s router, from inside the node.
     pub fn router_admin(&self, i: usize, path: &str) -> Option<(u16, String)> {
-        http_in(&self.topo.nodes[i], Ipv4Addr::LOCALHOST, 9998, "GET", path, "")
+        http_in(&self.topo.nodes[i], Ipv4Addr::LOCALHOST, 9998, "GET", path, "", ADMIN_TIMEOUT)
     }
 
     /// vipd's `/status` on node `i`.
     pub fn vipd_status(&self, i: usize) -> Option<serde_json::Value> {
-        let (_, body) = http_in(&self.topo.nodes[i], Ipv4Addr::LOCALHOST, 9997, "GET", "/status", "")?;
+        let (_, body) = http_in(&self.topo.nodes[i], Ipv4Addr::LOCALHOST, 9997, "GET", "/status", "", ADMIN_TIMEOUT)?;
         serde_json::from_str(&body).ok()
     }
 
@@ -369,12 +372,11 @@ impl Poller {
                 // Threads spawned here inherit the namespace.
                 inflight.push(std::thread::spawn(move || {
                     let started = Instant::now();
-                    let (body, error) =
-                        match vrrp::http_or_error(VIP, PROXY_PORT, "GET", &path, &host, "", POLL_TIMEOUT) {
-                            Ok((200, b)) => (Some(b), None),
-                            Ok((status, _)) => (None, Some(status.to_string())),
-                            Err(e) => (None, Some(e)),
-                        };
+                    let (body, error) = match vrrp::http(VIP, PROXY_PORT, "GET", &path, &host, "", POLL_TIMEOUT) {
+                        Ok((200, b)) => (Some(b), None),
+                        Ok((status, _)) => (None, Some(status.to_string())),
+                        Err(e) => (None, Some(e)),
+                    };
                     log.lock().unwrap_or_else(|p| p.into_inner()).push(Attempt { started, body, error });
                 }));
                 inflight.retain(|h: &std::thread::JoinHandle<()>| !h.is_finished());

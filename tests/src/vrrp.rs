@@ -141,27 +141,14 @@ impl HttpServer {
 /// Must run on a thread inside the client namespace (see [`Netns::enter`]).
 pub fn http_get(ip: Ipv4Addr, port: u16, path: &str, timeout: Duration) -> Option<String> {
     let host = ip.to_string();
-    http(ip, port, "GET", path, &host, "", timeout).filter(|(status, _)| *status == 200).map(|(_, body)| body)
+    http(ip, port, "GET", path, &host, "", timeout).ok().filter(|(status, _)| *status == 200).map(|(_, body)| body)
 }
 
 /// One HTTP/1.0 request to `ip:port` with `Host: host` and `body`; the
-/// status and body of the answer. Runs on the calling thread, so from a
+/// status and body of the answer, or why there was none (`connect: ...`,
+/// `read: ...`, `no HTTP head`). Runs on the calling thread, so from a
 /// thread inside a namespace it reaches that namespace's addresses.
 pub fn http(
-    ip: Ipv4Addr,
-    port: u16,
-    method: &str,
-    path: &str,
-    host: &str,
-    body: &str,
-    timeout: Duration,
-) -> Option<(u16, String)> {
-    http_or_error(ip, port, method, path, host, body, timeout).ok()
-}
-
-/// [`http`] with the reason a request got no answer (`connect: ...`,
-/// `read: ...`, `no HTTP head`).
-pub fn http_or_error(
     ip: Ipv4Addr,
     port: u16,
     method: &str,
