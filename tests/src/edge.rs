@@ -265,9 +265,19 @@ impl EdgeCluster {
         let ns = &self.topo.nodes[via];
         // Longer than the server holds a write without a leader (7 s).
         let held = Duration::from_secs(10);
-        match http_in(ns, Ipv4Addr::LOCALHOST, CONSUL_HTTP, "PUT", "/v1/catalog/register", &body, held) {
-            Some((200, _)) => Ok(()),
-            other => Err(HarnessError::NotReady(format!("catalog register {id} via n{via}: {other:?}"))),
+        // A write forwarded at the wrong moment of an election fails ("rpc
+        // error making call: stream closed"): retried at once, as any
+        // client of Consul (the registrar too) does.
+        let deadline = Instant::now() + held;
+        loop {
+            match http_in(ns, Ipv4Addr::LOCALHOST, CONSUL_HTTP, "PUT", "/v1/catalog/register", &body, held) {
+                Some((200, _)) => return Ok(()),
+                Some((500, why)) if Instant::now() < deadline => {
+                    tracing::info!(%why, "catalog write failed during the election; retrying");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return Err(HarnessError::NotReady(format!("catalog register {id} via n{via}: {other:?}"))),
+            }
         }
     }
 
