@@ -3,4 +3,5 @@
 
 pub mod access;
 pub mod cli;
+pub mod proxy_protocol;
 pub mod routes;

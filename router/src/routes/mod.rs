@@ -14,10 +14,12 @@ pub mod pick;
 pub mod stats;
 pub mod table;
 pub mod tag;
+pub mod tcp;
 pub mod vars;
 
 pub use options::{HostHeader, Proto, Redirect, RouteOptions};
 pub use table::{FastFacts, Problem, Route, Table, Target, request_host};
+pub use tcp::{PortRanges, TcpRoute};
 pub use vars::Vars;
 
 /// One healthy instance as discovery sees it (already filtered: all checks passing).

@@ -13,6 +13,8 @@ use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
+use crate::proxy_protocol::Version;
+
 /// Scheme used to reach the targets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -20,6 +22,8 @@ pub enum Proto {
     #[default]
     Http,
     Https,
+    /// A TCP route (`:PORT` source): bytes, not requests.
+    Tcp,
 }
 
 impl Proto {
@@ -27,6 +31,7 @@ impl Proto {
         match self {
             Proto::Http => "http",
             Proto::Https => "https",
+            Proto::Tcp => "tcp",
         }
     }
 }
@@ -187,6 +192,9 @@ pub struct RouteOptions {
     pub allow: Vec<Cidr>,
     /// Clients inside one of these blocks are refused (checked after `allow`).
     pub deny: Vec<Cidr>,
+    /// `pxyproto=`: a PROXY protocol header sent to the target before the
+    /// client's bytes (TCP routes).
+    pub pxyproto: Option<Version>,
     /// Options this router does not know, kept for display.
     pub unknown: Vec<(String, String)>,
 }
@@ -256,7 +264,8 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Parsed, Str
                 p.opts.proto = match value {
                     "http" => Proto::Http,
                     "https" => Proto::Https,
-                    _ => return Err(format!("proto must be http or https, not '{value}'")),
+                    "tcp" => Proto::Tcp,
+                    _ => return Err(format!("proto must be http, https or tcp, not '{value}'")),
                 }
             }
             "tlsskipverify" => {
@@ -272,6 +281,15 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Parsed, Str
                     "dst" => HostHeader::Dst,
                     name if name.bytes().all(|b| b.is_ascii_graphic()) => HostHeader::Name(name.to_string()),
                     _ => return Err(format!("host='{value}' is not a host name")),
+                }
+            }
+            "pxyproto" => {
+                p.opts.pxyproto = match value {
+                    // fabio's `pxyproto=true` is version 1.
+                    "true" | "v1" => Some(Version::V1),
+                    "v2" => Some(Version::V2),
+                    "false" => None,
+                    _ => return Err(format!("pxyproto must be v1, v2, true (v1) or false, not '{value}'")),
                 }
             }
             "redirect" => match redirect(value)? {
@@ -371,6 +389,11 @@ mod tests {
         assert_eq!(ok("host=backend.internal").opts.host, HostHeader::Name("backend.internal".into()));
         assert!(!ok("tlsskipverify=false").opts.tls_skip_verify);
         assert_eq!(ok("proto=http").opts.proto, Proto::Http);
+        assert_eq!(ok("proto=tcp").opts.proto, Proto::Tcp);
+        assert_eq!(ok("pxyproto=true").opts.pxyproto, Some(Version::V1), "fabio's true is v1");
+        assert_eq!(ok("pxyproto=v1").opts.pxyproto, Some(Version::V1));
+        assert_eq!(ok("pxyproto=v2").opts.pxyproto, Some(Version::V2));
+        assert_eq!(ok("pxyproto=v2 pxyproto=false").opts.pxyproto, None);
     }
 
     #[test]
@@ -378,7 +401,8 @@ mod tests {
         assert!(err("strip=api").contains("strip="));
         assert!(err("strip=").contains("strip="));
         assert!(err("prepend=x").contains("prepend="));
-        assert!(err("proto=tcp").contains("proto"));
+        assert!(err("proto=udp").contains("proto"));
+        assert!(err("pxyproto=v3").contains("pxyproto"));
         assert!(err("tlsskipverify=yes").contains("tlsskipverify"));
         assert!(err("host=").contains("host="));
         assert!(err("weight=1.5").contains("weight"));

@@ -67,10 +67,14 @@ pub fn line(line: &str) -> Result<Command, String> {
             if kw.weight.is_some() {
                 parsed.weight = kw.weight;
             }
+            let dst = dst_url(dst)?;
+            if dst.scheme_str() == Some("tcp") {
+                parsed.opts.proto = options::Proto::Tcp;
+            }
             Ok(Command::Add {
                 service: service(svc)?,
                 source: tag::source(src)?,
-                dst: dst_url(dst)?,
+                dst,
                 tags: kw.tags.unwrap_or_default(),
                 parsed: Box::new(parsed),
             })
@@ -171,7 +175,10 @@ fn dst_url(s: &str) -> Result<Uri, String> {
     let uri: Uri = s.parse().map_err(|e| format!("DST '{s}' is not a URL: {e}"))?;
     match (uri.scheme_str(), uri.authority()) {
         (Some("http" | "https"), Some(a)) if !a.host().is_empty() => Ok(uri),
-        _ => Err(format!("DST '{s}' must be an http:// or https:// URL with a host")),
+        // A TCP target names its port and nothing else.
+        (Some("tcp"), Some(a)) if !a.host().is_empty() && a.port_u16().is_some_and(|p| p != 0) && matches!(uri.path(), "" | "/") && uri.query().is_none() => Ok(uri),
+        (Some("tcp"), _) => Err(format!("DST '{s}' must be tcp://ADDR:PORT")),
+        _ => Err(format!("DST '{s}' must be an http:// or https:// URL with a host, or tcp://ADDR:PORT")),
     }
 }
 
@@ -260,6 +267,23 @@ mod tests {
     }
 
     #[test]
+    fn add_tcp_route() {
+        let Command::Add { source, dst, parsed, .. } = ok(r#"route add db :5432 tcp://10.0.0.3:5432 opts "pxyproto=v2""#)
+        else {
+            panic!()
+        };
+        assert_eq!(source, src(":5432", "/"));
+        assert_eq!(dst.scheme_str(), Some("tcp"));
+        assert_eq!(dst.port_u16(), Some(5432));
+        assert_eq!(parsed.opts.proto, options::Proto::Tcp, "a tcp:// DST makes a TCP route");
+        assert_eq!(parsed.opts.pxyproto, Some(crate::proxy_protocol::Version::V2));
+        for bad in ["tcp://10.0.0.3", "tcp://10.0.0.3:0", "tcp://10.0.0.3:5/x", "tcp://:5"] {
+            assert!(err(&format!("route add db :5432 {bad}")).contains("DST"), "{bad}");
+        }
+        assert!(err("route add db :0 tcp://10.0.0.3:1").contains("port"));
+    }
+
+    #[test]
     fn add_weight_keyword_beats_opts_weight() {
         let Command::Add { parsed, .. } = ok(r#"route add a / http://h:1/ opts "weight=0.1" weight 0.2"#) else {
             panic!()
@@ -272,7 +296,6 @@ mod tests {
         assert!(err("route add web /").contains("expected"));
         assert!(err("route add web / 10.0.0.1:80").contains("http"));
         assert!(err("route add web / ftp://h/").contains("http"));
-        assert!(err("route add web :3000 http://h/").contains("TCP"));
         assert!(err("route add web / http://h/ weight 2").contains("weight"));
         assert!(err("route add web / http://h/ weight").contains("needs a value"));
         assert!(err("route add web / http://h/ weight 0.1 weight 0.2").contains("twice"));

@@ -34,6 +34,7 @@ use super::pick::Picker;
 use super::stats::RouteStats;
 use super::tag::{self, Source};
 use super::vars::Vars;
+use super::tcp::{self, PortRanges, TcpRoute};
 use crate::cli::Strategy;
 
 /// One backend a route can send a request to.
@@ -72,6 +73,11 @@ pub fn plain_http_addr(url: &Uri) -> Option<SocketAddr> {
     if url.scheme_str() != Some("http") {
         return None;
     }
+    ip_addr(url)
+}
+
+/// The address of `url` when its host is an IP address.
+fn ip_addr(url: &Uri) -> Option<SocketAddr> {
     let auth = url.authority()?;
     let ip: IpAddr = auth.host().trim_start_matches('[').trim_end_matches(']').parse().ok()?;
     Some(SocketAddr::new(ip, auth.port_u16().unwrap_or(80)))
@@ -408,6 +414,8 @@ pub struct Table {
     globs: [Globs; 2],
     /// The host-less routes' run.
     any: Range<usize>,
+    /// TCP routes, by port.
+    tcp: Vec<TcpRoute>,
 }
 
 impl Table {
@@ -465,6 +473,38 @@ impl Table {
                 }
             }
         }
+        for r in &mut self.tcp {
+            if let Some(prev) = old.tcp_route(r.port).filter(|o| o.service == r.service) {
+                r.stats = prev.stats.clone();
+            }
+        }
+    }
+
+    /// The TCP routes, by port.
+    pub fn tcp_routes(&self) -> &[TcpRoute] {
+        &self.tcp
+    }
+
+    /// The TCP route on `port`.
+    pub fn tcp_route(&self, port: u16) -> Option<&TcpRoute> {
+        self.tcp.binary_search_by_key(&port, |r| r.port).ok().map(|i| &self.tcp[i])
+    }
+
+    /// Drops the TCP routes whose port is outside `allowed` (`--tcp-ports`),
+    /// one problem each: a tag must not make the edge listen on any port.
+    pub fn restrict_tcp(&mut self, allowed: &PortRanges) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        self.tcp.retain(|r| {
+            let ok = allowed.contains(r.port);
+            if !ok {
+                problems.push(Problem {
+                    source: format!("route {}", r.source()),
+                    message: format!("port {} is outside --tcp-ports ({allowed}); not opened", r.port),
+                });
+            }
+            ok
+        });
+        problems
     }
 
     /// The route for a request. `host`: the raw Host header value (any case,
@@ -696,6 +736,14 @@ impl<'a> Builder<'a> {
     }
 
     fn add(&mut self, source: Source, target: Pending, origin: Origin<'a>) -> Result<(), String> {
+        let tcp_source = source.host.starts_with(':');
+        let tcp_target = target.url.scheme_str() == Some("tcp");
+        if tcp_source && !tcp_target {
+            return Err("a :PORT source is a TCP route: it needs proto=tcp (or a tcp:// DST)".to_string());
+        }
+        if tcp_target && !tcp_source {
+            return Err("proto=tcp needs a :PORT source (TLS passthrough by host name is not supported yet)".to_string());
+        }
         let route = self.routes.entry((source.host, Reverse(source.path))).or_default();
         let same = |p: &Pending| p.service == target.service && p.instance_id == target.instance_id;
         if route.targets.iter().any(same) {
@@ -765,12 +813,17 @@ impl<'a> Builder<'a> {
 
     fn finish(mut self) -> (Table, Vec<Problem>) {
         let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
+        let mut tcp_routes: Vec<TcpRoute> = Vec::new();
         for ((host, Reverse(path)), pending) in std::mem::take(&mut self.routes) {
             let weights = weigh(&pending.targets, &self.groups);
             if weights.iter().all(|&w| w == 0.0) {
                 self.problems.push(Problem {
                     source: format!("route {host}{path}"),
-                    message: "every target has weight 0; requests for it get 502".to_string(),
+                    message: if tcp::port_of(&host).is_some() {
+                        "every target has weight 0; connections to it are closed".to_string()
+                    } else {
+                        "every target has weight 0; requests for it get 502".to_string()
+                    },
                 });
             }
             let service = services(&pending.targets);
@@ -781,7 +834,7 @@ impl<'a> Builder<'a> {
                 .map(|(p, &weight)| Target {
                     service: p.service,
                     instance_id: p.instance_id,
-                    addr: plain_http_addr(&p.url),
+                    addr: if tcp::port_of(&host).is_some() { ip_addr(&p.url) } else { plain_http_addr(&p.url) },
                     root_path: matches!(p.url.path(), "" | "/"),
                     url: p.url,
                     weight,
@@ -790,6 +843,11 @@ impl<'a> Builder<'a> {
                 })
                 .collect();
             let opts = pending.opts.map(|(o, _)| o).unwrap_or_default();
+            if let Some(port) = tcp::port_of(&host) {
+                let picker = Picker::new(&weights);
+                tcp_routes.push(TcpRoute { port, service, targets, opts, picker, stats: Arc::default() });
+                continue;
+            }
             routes.push(Route {
                 fast: FastFacts::of(&targets, &opts),
                 host,
@@ -805,7 +863,8 @@ impl<'a> Builder<'a> {
         }
         debug_assert!(routes.is_sorted_by(|a, b| (&a.host, Reverse(&a.path)) <= (&b.host, Reverse(&b.path))));
 
-        let mut table = Table { routes, ..Table::default() };
+        tcp_routes.sort_by_key(|r| r.port);
+        let mut table = Table { routes, tcp: tcp_routes, ..Table::default() };
         let mut runs: Vec<(&str, Range<usize>)> = Vec::new();
         let mut start = 0;
         while start < table.routes.len() {

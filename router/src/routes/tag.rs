@@ -60,7 +60,11 @@ fn source_with(s: &str, vars: &Vars) -> Result<Source, String> {
     if !path.starts_with('/') {
         return Err(format!("path '{path}' does not start with '/'"));
     }
-    Ok(Source { host: host_pattern(&host)?, path: path_prefix(path)? })
+    let host = host_pattern(&host)?;
+    if host.starts_with(':') && path != "/" {
+        return Err(format!("a TCP route (':PORT') has no path, not '{path}'"));
+    }
+    Ok(Source { host, path: path_prefix(path)? })
 }
 
 /// Checks a route host and lower-cases it: a name, an IP address (IPv6 in
@@ -74,7 +78,11 @@ fn host_pattern(host: &str) -> Result<String, String> {
     let (name, port) = split_port(&lowered).ok_or_else(|| format!("host '{host}' has a bad port"))?;
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() {
-        return Err(format!("'{host}' has no host: a TCP route (fabio's ':port'), which this router does not serve"));
+        // `:PORT`: a TCP route (see [`super::tcp`]).
+        return match port {
+            Some(port) if lowered.starts_with(':') => Ok(format!(":{port}")),
+            _ => Err(format!("'{host}' has no host")),
+        };
     }
     if name.starts_with('[') {
         // An IPv6 literal, as it appears in a Host header.
@@ -193,6 +201,7 @@ mod tests {
         assert_eq!(ok("urlprefix-my_host-1/").source, src("my_host-1", "/"));
         assert_eq!(ok("urlprefix-[::1]/").source, src("[::1]", "/"));
         assert_eq!(ok("urlprefix-10.0.0.1/").source, src("10.0.0.1", "/"));
+        assert_eq!(ok("urlprefix-:5000 proto=tcp").source, src(":5000", "/"), "a TCP route");
     }
 
     #[test]
@@ -210,7 +219,9 @@ mod tests {
     fn malformed_tags() {
         assert!(err("urlprefix-").contains("no host/path"));
         assert!(err("urlprefix-   ").contains("no host/path"));
-        assert!(err("urlprefix-:3000 proto=tcp").contains("TCP"));
+        assert!(err("urlprefix-:0 proto=tcp").contains("port"));
+        assert!(err("urlprefix-:70000 proto=tcp").contains("port"));
+        assert!(err("urlprefix-:30/x proto=tcp").contains("TCP"));
         assert!(err("urlprefix-example.com:0/").contains("port"));
         assert!(err("urlprefix-example.com:65536/").contains("port"));
         assert!(err("urlprefix-example.com:/").contains("port"));

@@ -841,3 +841,48 @@ fn fast_facts_say_when_options_and_targets_can_be_skipped() {
         clean(&[inst("web", "w1", 1, &["urlprefix-a.com/ strip=/x"]), inst("web", "w2", 2, &["urlprefix-a.com/"])], "");
     assert!(!mixed.lookup("a.com", "/", false).expect("route").fast.untouched);
 }
+
+#[test]
+fn tcp_routes_are_split_off() {
+    let (mut t, problems) = build(
+        &[
+            inst("db", "db-1", 5432, &["urlprefix-:5432 proto=tcp pxyproto=true"]),
+            inst("db", "db-2", 5433, &["urlprefix-:5432 proto=tcp pxyproto=true"]),
+            inst("web", "web-1", 80, &["urlprefix-/", "urlprefix-:6000 proto=tcp weight=0.2"]),
+            // Wrong pairings are problems, not routes.
+            inst("bad", "bad-1", 1, &["urlprefix-:7000", "urlprefix-a.com/ proto=tcp"]),
+        ],
+        "route add db :5432 tcp://10.0.0.9:5432 opts \"pxyproto=v1\"\nroute add kube :6443 tcp://10.0.0.7:6443 weight 0.5\n\
+         route add x :6444 http://10.0.0.7:1/\nroute del web :6000",
+    );
+    let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(messages[0].contains("needs proto=tcp"), "{messages:?}");
+    assert!(messages[1].contains(":PORT source"), "{messages:?}");
+    assert!(messages[2].contains("needs proto=tcp"), "{messages:?}");
+    assert_eq!(t.len(), 1, "only the HTTP route is an HTTP route");
+    assert_eq!(hit(&t, "x", "/"), "web@/");
+    let ports: Vec<u16> = t.tcp_routes().iter().map(|r| r.port).collect();
+    assert_eq!(ports, vec![5432, 6443], "sorted by port; :6000 deleted");
+    let db = t.tcp_route(5432).expect("db route");
+    assert_eq!(db.targets.len(), 3);
+    assert_eq!(db.opts.pxyproto, Some(crate::proxy_protocol::Version::V1));
+    assert_eq!(db.targets[0].addr, Some("10.0.0.1:5432".parse().unwrap()));
+    assert_eq!(db.targets[2].url, "tcp://10.0.0.9:5432");
+    let mut seen: Vec<usize> = (0..6).filter_map(|_| db.pick(Strategy::Rr, &[]).map(|(i, _)| i)).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, vec![0, 1, 2], "round robin over every target");
+    assert!(t.tcp_route(6000).is_none() && t.tcp_route(1).is_none());
+
+    // Stats survive a rebuild; --tcp-ports keeps only what it allows.
+    crate::routes::tcp::TcpStats::add(&db.stats.connections, 7);
+    let (mut again, _) = build(&[inst("db", "db-1", 5432, &["urlprefix-:5432 proto=tcp pxyproto=true"])], "");
+    again.keep_stats(&t);
+    assert_eq!(crate::routes::tcp::TcpStats::get(&again.tcp_route(5432).unwrap().stats.connections), 7);
+    let out = t.restrict_tcp(&"5000-6000".parse().unwrap());
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].source, "route :6443");
+    assert!(out[0].message.contains("outside --tcp-ports (5000-6000)"), "{out:?}");
+    assert_eq!(t.tcp_routes().len(), 1);
+}
