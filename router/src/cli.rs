@@ -1,12 +1,13 @@
 //! Command-line flags (the contract in docs/router.md); each also reads an environment
 //! variable so the router can be configured from a unit file or a pod spec.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use clap::{ArgAction, Parser, ValueEnum};
 
+use crate::routes::PortRanges;
 use crate::routes::options::Cidr;
 
 /// How one instance is picked among a route's targets.
@@ -112,6 +113,31 @@ pub struct Cli {
     /// and in `/api/status` as `vip`).
     #[arg(long, env = "ROUTER_VIPD_ADDR")]
     pub vipd_addr: Option<SocketAddr>,
+
+    /// Address TCP routes (`urlprefix-:PORT proto=tcp`) listen on.
+    #[arg(long, env = "ROUTER_TCP_BIND", default_value = "0.0.0.0")]
+    pub tcp_bind: IpAddr,
+
+    /// Ports TCP routes may open: `LO-HI` or `PORT` items, comma-separated
+    /// (e.g. `5000-5100,6443`). Default: none, so a tag cannot make the
+    /// router listen anywhere; a route outside is a problem.
+    #[arg(long, env = "ROUTER_TCP_PORTS", default_value = "")]
+    pub tcp_ports: PortRanges,
+
+    /// A TCP route's connection with no byte in either direction for this
+    /// long is closed.
+    #[arg(long, env = "ROUTER_TCP_IDLE_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub tcp_idle_timeout: Duration,
+
+    /// Peers (CIDR blocks or addresses, comma-separated) whose connections
+    /// must start with a PROXY protocol header (v1 or v2); the address in it
+    /// is the client's. A PROXY header from any other peer is refused.
+    #[arg(long, env = "ROUTER_PROXY_PROTOCOL_FROM", value_delimiter = ',')]
+    pub proxy_protocol_from: Vec<Cidr>,
+
+    /// How long a peer in --proxy-protocol-from has to send its PROXY header.
+    #[arg(long, env = "ROUTER_PROXY_PROTOCOL_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub proxy_protocol_timeout: Duration,
 
     /// How long to merge a burst of Consul changes into one table update.
     #[arg(long, env = "ROUTER_COALESCE", default_value = "3ms", value_parser = humantime::parse_duration)]

@@ -13,6 +13,7 @@ mod metrics;
 mod proxy;
 mod ratelimit;
 mod serve;
+mod tcp;
 
 use router::{access, cli, routes};
 
@@ -73,6 +74,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             },
             coalesce: cli.coalesce,
             limits: discovery::Limits { tag_bytes: cli.max_tag_bytes, overrides_bytes: cli.max_overrides_bytes },
+            tcp_ports: cli.tcp_ports.clone(),
         },
         shared.clone(),
     );
@@ -103,6 +105,15 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             sweeper.pool.sweep();
         }
     });
+    let proxy_in = tcp::ProxyIn { trusted: cli.proxy_protocol_from.clone(), timeout: cli.proxy_protocol_timeout };
+    let tcp = Arc::new(tcp::Tcp {
+        shared: shared.clone(),
+        bind: cli.tcp_bind,
+        strategy: cli.strategy,
+        connect_timeout: cli.connect_timeout,
+        idle_timeout: cli.tcp_idle_timeout,
+        proxy_in: proxy_in.clone(),
+    });
     let accepting = Arc::new(serve::Accepting::default());
     let admin = Arc::new(admin::Admin {
         shared,
@@ -119,15 +130,25 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     for l in proxy_listeners {
         tracing::info!(addr = %l.local_addr()?, "proxy listening");
         let p = proxy.clone();
+        let pin = proxy_in.clone();
         servers.spawn(serve::serve(
             "proxy",
             l,
-            move |stream, conn, drain| proxy::fast::serve_conn(p.clone(), stream, conn, drain),
+            move |mut stream, conn, drain| {
+                let (p, pin) = (p.clone(), pin.clone());
+                async move {
+                    // PROXY in: the header's address is the client's from here on.
+                    let Some(peer) = pin.client(&mut stream, conn.peer).await else { return };
+                    proxy::fast::serve_conn(p, stream, serve::Conn { peer, ..conn }, drain).await
+                }
+            },
             stop_rx.clone(),
             cli.shutdown_grace,
             accepting.clone(),
         ));
     }
+    tracing::info!(ports = %cli.tcp_ports, bind = %cli.tcp_bind, "TCP routes may open these ports");
+    servers.spawn(tcp::run(tcp, stop_rx.clone(), cli.shutdown_grace));
     tracing::info!(addr = %admin_listener.local_addr()?, "admin listening");
     servers.spawn(serve::serve(
         "admin",

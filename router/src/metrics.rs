@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use router::routes::Table;
 use router::routes::stats::{BUCKETS, RouteStats, Series};
+use router::routes::tcp::TcpStats;
+use std::sync::atomic::AtomicU64;
 
 use crate::proxy::answer::Failures;
 
@@ -64,6 +66,33 @@ impl Metrics {
         }
         self.failures.render(out);
         render_ejections(table, out);
+        render_tcp(table, out);
+    }
+}
+
+/// The TCP routes' counters, one series per route (and direction for bytes).
+fn render_tcp(table: &Table, out: &mut String) {
+    let routes = table.tcp_routes();
+    let label = |r: &router::routes::TcpRoute| format!("service=\"{}\",route=\"{}\"", escape(&r.service), r.source);
+    let counters: [(&str, &str, fn(&TcpStats) -> &AtomicU64); 3] = [
+        ("router_tcp_connections_total", "Connections proxied by TCP route.", |s| &s.connections),
+        ("router_tcp_connect_failures_total", "Failed connection attempts to a TCP route's targets.", |s| {
+            &s.connect_failures
+        }),
+        ("router_tcp_unserved_total", "Clients closed because no target of the TCP route answered.", |s| &s.unserved),
+    ];
+    for (name, help, counter) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for r in routes {
+            let _ = writeln!(out, "{name}{{{}}} {}", label(r), TcpStats::get(counter(&r.stats)));
+        }
+    }
+    out.push_str("# HELP router_tcp_bytes_total Bytes copied by TCP route; direction in is client to target.\n");
+    out.push_str("# TYPE router_tcp_bytes_total counter\n");
+    for r in routes {
+        let l = label(r);
+        let _ = writeln!(out, "router_tcp_bytes_total{{{l},direction=\"in\"}} {}", TcpStats::get(&r.stats.bytes_in));
+        let _ = writeln!(out, "router_tcp_bytes_total{{{l},direction=\"out\"}} {}", TcpStats::get(&r.stats.bytes_out));
     }
 }
 

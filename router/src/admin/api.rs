@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::discovery::{Shared, Snapshot};
 use crate::routes::outlier::HealthView;
-use crate::routes::{Problem, RouteOptions};
+use crate::routes::{Problem, RouteOptions, Target};
 
 /// One route-target pair.
 #[derive(Debug, Serialize)]
@@ -31,23 +31,31 @@ pub struct RouteEntry<'a> {
 
 pub fn routes(s: &Snapshot) -> Vec<RouteEntry<'_>> {
     let now = std::time::Instant::now();
-    s.table
-        .routes()
+    let http = s.table.routes().iter().flat_map(|r| {
+        r.targets.iter().zip(r.health.iter()).map(move |(t, h)| entry(&r.host, &r.path, t, h.view(now)))
+    });
+    // TCP routes: host `:PORT`, path empty, as their source is written; no
+    // passive health (a refused connect already moves to the next target).
+    let tcp = s
+        .table
+        .tcp_routes()
         .iter()
-        .flat_map(|r| {
-            r.targets.iter().zip(r.health.iter()).map(move |(t, h)| RouteEntry {
-                host: &r.host,
-                path: &r.path,
-                service: &t.service,
-                target: t.url.to_string(),
-                instance: &t.instance_id,
-                weight: t.weight,
-                options: &t.opts,
-                tags: &t.tags,
-                health: h.view(now),
-            })
-        })
-        .collect()
+        .flat_map(|r| r.targets.iter().map(move |t| entry(&r.source, "", t, HealthView::default())));
+    http.chain(tcp).collect()
+}
+
+fn entry<'a>(host: &'a str, path: &'a str, t: &'a Target, health: HealthView) -> RouteEntry<'a> {
+    RouteEntry {
+        host,
+        path,
+        service: &t.service,
+        target: t.url.to_string(),
+        instance: &t.instance_id,
+        weight: t.weight,
+        options: &t.opts,
+        tags: &t.tags,
+        health,
+    }
 }
 
 /// `/api/status`.

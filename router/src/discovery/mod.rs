@@ -54,6 +54,8 @@ pub struct Config {
     /// How long to wait for more changes before rebuilding.
     pub coalesce: Duration,
     pub limits: Limits,
+    /// `--tcp-ports`: TCP routes on other ports are dropped with a problem.
+    pub tcp_ports: router::routes::PortRanges,
 }
 
 /// Starts the watches and the coordinator; they run until the process ends.
@@ -290,6 +292,7 @@ impl Coordinator {
             return;
         }
         let (mut table, mut problems) = Table::build_with_vars(&instances, &overrides, prefix, &self.vars);
+        problems.extend(table.restrict_tcp(&self.config.tcp_ports));
         table.keep_stats(&self.shared.snapshot.load().table);
         problems.extend(
             self.state.problems().map(|(source, message)| Problem { source: source.clone(), message: message.clone() }),

@@ -498,7 +498,7 @@ impl Table {
             let ok = allowed.contains(r.port);
             if !ok {
                 problems.push(Problem {
-                    source: format!("route {}", r.source()),
+                    source: format!("route {}", r.source),
                     message: format!("port {} is outside --tcp-ports ({allowed}); not opened", r.port),
                 });
             }
@@ -845,7 +845,7 @@ impl<'a> Builder<'a> {
             let opts = pending.opts.map(|(o, _)| o).unwrap_or_default();
             if let Some(port) = tcp::port_of(&host) {
                 let picker = Picker::new(&weights);
-                tcp_routes.push(TcpRoute { port, service, targets, opts, picker, stats: Arc::default() });
+                tcp_routes.push(TcpRoute { port, source: host, service, targets, picker, stats: Arc::default() });
                 continue;
             }
             routes.push(Route {

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use super::options::RouteOptions;
 use super::pick::Picker;
 use super::table::Target;
 use crate::cli::Strategy;
@@ -63,11 +62,12 @@ impl TcpStats {
 #[derive(Debug, Serialize)]
 pub struct TcpRoute {
     pub port: u16,
+    /// `:PORT`, as the route's source is written.
+    pub source: String,
     /// The services behind the route, sorted, comma-separated.
     pub service: String,
+    /// Each with its own options (`pxyproto=`), as fabio's are per target.
     pub targets: Vec<Target>,
-    /// The first contributor's options (each target carries its own too).
-    pub opts: Arc<RouteOptions>,
     #[serde(skip)]
     pub(super) picker: Picker,
     #[serde(skip)]
@@ -79,11 +79,6 @@ impl TcpRoute {
     pub fn pick(&self, strategy: Strategy, exclude: &[usize]) -> Option<(usize, &Target)> {
         let i = self.picker.pick(strategy, exclude)?;
         self.targets.get(i).map(|t| (i, t))
-    }
-
-    /// `:PORT`, as the route's source is written.
-    pub fn source(&self) -> String {
-        format!(":{}", self.port)
     }
 }
 

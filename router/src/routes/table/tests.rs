@@ -866,7 +866,7 @@ fn tcp_routes_are_split_off() {
     assert_eq!(ports, vec![5432, 6443], "sorted by port; :6000 deleted");
     let db = t.tcp_route(5432).expect("db route");
     assert_eq!(db.targets.len(), 3);
-    assert_eq!(db.opts.pxyproto, Some(crate::proxy_protocol::Version::V1));
+    assert_eq!(db.targets[0].opts.pxyproto, Some(crate::proxy_protocol::Version::V1));
     assert_eq!(db.targets[0].addr, Some("10.0.0.1:5432".parse().unwrap()));
     assert_eq!(db.targets[2].url, "tcp://10.0.0.9:5432");
     let mut seen: Vec<usize> = (0..6).filter_map(|_| db.pick(Strategy::Rr, &[]).map(|(i, _)| i)).collect();

@@ -1,0 +1,174 @@
+//! One connection on a TCP route: the client's address (PROXY in), a target
+//! (every instance tried once before giving up, each within
+//! `--connect-timeout`), the PROXY header out (`pxyproto=`), then bytes
+//! copied both ways with half-close kept: when one side ends its sending,
+//! the other side's write half is shut, and the other direction goes on.
+//! The connection ends when both directions have ended, on an error, or
+//! after `--tcp-idle-timeout` with no byte either way.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use router::proxy_protocol::{self, Version};
+use router::routes::TcpRoute;
+use router::routes::tcp::TcpStats;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+use super::Tcp;
+
+/// Copy buffer per direction.
+const BUF: usize = 64 * 1024;
+
+pub async fn serve(tcp: Arc<Tcp>, mut client: TcpStream, peer: SocketAddr, port: u16, _open: mpsc::Sender<()>) {
+    let local = client.local_addr().unwrap_or_else(|_| SocketAddr::new(tcp.bind, port));
+    let Some(from) = tcp.proxy_in.client(&mut client, peer).await else { return };
+    // The snapshot is held only until connected: a long connection must not
+    // keep an old table alive.
+    let snap = tcp.shared.snapshot.load_full();
+    let Some(route) = snap.table.tcp_route(port) else {
+        tracing::debug!(port, %from, "no TCP route on this port any more; closed");
+        return;
+    };
+    let stats = route.stats.clone();
+    let Some((mut upstream, target, pxy)) = connect(&tcp, route, &stats).await else {
+        TcpStats::add(&stats.unserved, 1);
+        tracing::warn!(port, %from, "no target of the TCP route could be reached; client closed");
+        return;
+    };
+    drop(snap);
+    TcpStats::add(&stats.connections, 1);
+    if let Some(version) = pxy {
+        if let Err(error) = upstream.write_all(&proxy_protocol::encode(version, from, local)).await {
+            tracing::debug!(port, %target, %error, "sending the PROXY header failed");
+            return;
+        }
+    }
+    match pump(client, upstream, &stats, tcp.idle_timeout).await {
+        Ok(Ended::Done) => tracing::trace!(port, %from, "TCP connection ended"),
+        Ok(Ended::Idle) => tracing::debug!(port, %from, "TCP connection idle too long; closed"),
+        Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
+            tracing::warn!(port, %peer, "PROXY header from a peer not in --proxy-protocol-from; connection closed")
+        }
+        Err(error) => tracing::debug!(port, %from, %error, "TCP connection ended with an error"),
+    }
+}
+
+/// Connects to a target, trying each at most once; the connection, the
+/// target's address as text (for logs) and its `pxyproto=`.
+async fn connect(tcp: &Tcp, route: &TcpRoute, stats: &TcpStats) -> Option<(TcpStream, String, Option<Version>)> {
+    let mut tried = Vec::with_capacity(route.targets.len());
+    while let Some((i, target)) = route.pick(tcp.strategy, &tried) {
+        tried.push(i);
+        let attempt = match target.addr {
+            Some(addr) => tokio::time::timeout(tcp.connect_timeout, TcpStream::connect(addr)).await,
+            None => {
+                let host = target.url.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+                let port = target.url.port_u16().unwrap_or_default();
+                tokio::time::timeout(tcp.connect_timeout, TcpStream::connect((host, port))).await
+            }
+        };
+        let name = target.url.authority().map(|a| a.to_string()).unwrap_or_default();
+        match attempt {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Some((s, name, target.opts.pxyproto));
+            }
+            Ok(Err(error)) => tracing::warn!(target = %name, %error, "TCP target refused; trying the next"),
+            Err(_) => tracing::warn!(target = %name, "TCP target did not accept in time; trying the next"),
+        }
+        TcpStats::add(&stats.connect_failures, 1);
+    }
+    None
+}
+
+enum Ended {
+    Done,
+    Idle,
+}
+
+async fn pump(client: TcpStream, upstream: TcpStream, stats: &TcpStats, idle: Duration) -> io::Result<Ended> {
+    let (cr, cw) = client.into_split();
+    let (ur, uw) = upstream.into_split();
+    let clock = Clock::new();
+    let both = async {
+        tokio::try_join!(copy(cr, uw, &stats.bytes_in, &clock, true), copy(ur, cw, &stats.bytes_out, &clock, false))
+    };
+    tokio::select! {
+        r = both => r.map(|_| Ended::Done),
+        _ = clock.idle_for(idle) => Ok(Ended::Idle),
+    }
+}
+
+/// Copies until EOF, then shuts the write half (half-close). From a client
+/// (`refuse_proxy_header`), bytes that open with a PROXY signature are never
+/// forwarded: a peer not in `--proxy-protocol-from` cannot pass its own idea
+/// of the client's address to a backend that reads one (the few bytes that
+/// could still become a signature are held back until they cannot).
+async fn copy(
+    mut r: OwnedReadHalf,
+    mut w: OwnedWriteHalf,
+    count: &AtomicU64,
+    clock: &Clock,
+    mut refuse_proxy_header: bool,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; BUF];
+    let mut held = 0;
+    loop {
+        let n = r.read(&mut buf[held..]).await?;
+        clock.touch();
+        let filled = held + n;
+        if n > 0 && refuse_proxy_header {
+            match proxy_protocol::starts_with_signature(&buf[..filled]) {
+                None => {
+                    held = filled;
+                    continue;
+                }
+                Some(true) => return Err(io::Error::new(io::ErrorKind::PermissionDenied, "PROXY header")),
+                Some(false) => refuse_proxy_header = false,
+            }
+        }
+        if filled > 0 {
+            w.write_all(&buf[..filled]).await?;
+            TcpStats::add(count, filled as u64);
+            held = 0;
+        }
+        if n == 0 {
+            w.shutdown().await?;
+            return Ok(());
+        }
+    }
+}
+
+/// When the connection last moved a byte, for the idle timeout.
+struct Clock {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock { start: Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let due = Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle;
+            let now = self.start.elapsed();
+            if now >= due {
+                return;
+            }
+            tokio::time::sleep(due - now).await;
+        }
+    }
+}
