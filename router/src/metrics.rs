@@ -70,11 +70,14 @@ impl Metrics {
     }
 }
 
+/// Picks one counter out of a TCP route's stats.
+type Counter = fn(&TcpStats) -> &AtomicU64;
+
 /// The TCP routes' counters, one series per route (and direction for bytes).
 fn render_tcp(table: &Table, out: &mut String) {
     let routes = table.tcp_routes();
     let label = |r: &router::routes::TcpRoute| format!("service=\"{}\",route=\"{}\"", escape(&r.service), r.source);
-    let counters: [(&str, &str, fn(&TcpStats) -> &AtomicU64); 3] = [
+    let counters: [(&str, &str, Counter); 3] = [
         ("router_tcp_connections_total", "Connections proxied by TCP route.", |s| &s.connections),
         ("router_tcp_connect_failures_total", "Failed connection attempts to a TCP route's targets.", |s| {
             &s.connect_failures

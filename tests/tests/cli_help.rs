@@ -64,6 +64,16 @@ fn router_help_lists_the_contract() {
             "10s",
             "--vipd-addr",
             "ROUTER_VIPD_ADDR",
+            "--tcp-bind",
+            "ROUTER_TCP_BIND",
+            "--tcp-ports",
+            "ROUTER_TCP_PORTS",
+            "--tcp-idle-timeout",
+            "ROUTER_TCP_IDLE_TIMEOUT",
+            "--proxy-protocol-from",
+            "ROUTER_PROXY_PROTOCOL_FROM",
+            "--proxy-protocol-timeout",
+            "ROUTER_PROXY_PROTOCOL_TIMEOUT",
         ],
     );
 }

@@ -176,7 +176,14 @@ fn dst_url(s: &str) -> Result<Uri, String> {
     match (uri.scheme_str(), uri.authority()) {
         (Some("http" | "https"), Some(a)) if !a.host().is_empty() => Ok(uri),
         // A TCP target names its port and nothing else.
-        (Some("tcp"), Some(a)) if !a.host().is_empty() && a.port_u16().is_some_and(|p| p != 0) && matches!(uri.path(), "" | "/") && uri.query().is_none() => Ok(uri),
+        (Some("tcp"), Some(a))
+            if !a.host().is_empty()
+                && a.port_u16().is_some_and(|p| p != 0)
+                && matches!(uri.path(), "" | "/")
+                && uri.query().is_none() =>
+        {
+            Ok(uri)
+        }
         (Some("tcp"), _) => Err(format!("DST '{s}' must be tcp://ADDR:PORT")),
         _ => Err(format!("DST '{s}' must be an http:// or https:// URL with a host, or tcp://ADDR:PORT")),
     }
@@ -268,7 +275,8 @@ mod tests {
 
     #[test]
     fn add_tcp_route() {
-        let Command::Add { source, dst, parsed, .. } = ok(r#"route add db :5432 tcp://10.0.0.3:5432 opts "pxyproto=v2""#)
+        let Command::Add { source, dst, parsed, .. } =
+            ok(r#"route add db :5432 tcp://10.0.0.3:5432 opts "pxyproto=v2""#)
         else {
             panic!()
         };

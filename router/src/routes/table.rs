@@ -742,7 +742,9 @@ impl<'a> Builder<'a> {
             return Err("a :PORT source is a TCP route: it needs proto=tcp (or a tcp:// DST)".to_string());
         }
         if tcp_target && !tcp_source {
-            return Err("proto=tcp needs a :PORT source (TLS passthrough by host name is not supported yet)".to_string());
+            return Err(
+                "proto=tcp needs a :PORT source (TLS passthrough by host name is not supported yet)".to_string()
+            );
         }
         let route = self.routes.entry((source.host, Reverse(source.path))).or_default();
         let same = |p: &Pending| p.service == target.service && p.instance_id == target.instance_id;

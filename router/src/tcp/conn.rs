@@ -43,11 +43,11 @@ pub async fn serve(tcp: Arc<Tcp>, mut client: TcpStream, peer: SocketAddr, port:
     };
     drop(snap);
     TcpStats::add(&stats.connections, 1);
-    if let Some(version) = pxy {
-        if let Err(error) = upstream.write_all(&proxy_protocol::encode(version, from, local)).await {
-            tracing::debug!(port, %target, %error, "sending the PROXY header failed");
-            return;
-        }
+    if let Some(version) = pxy
+        && let Err(error) = upstream.write_all(&proxy_protocol::encode(version, from, local)).await
+    {
+        tracing::debug!(port, %target, %error, "sending the PROXY header failed");
+        return;
     }
     match pump(client, upstream, &stats, tcp.idle_timeout).await {
         Ok(Ended::Done) => tracing::trace!(port, %from, "TCP connection ended"),
