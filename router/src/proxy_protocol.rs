@@ -304,7 +304,13 @@ mod tests {
         assert!(matches!(decode(&with(&[0x11, 0x11, 0, 12])), Err(Error::Malformed(_))), "version 1 in a v2 header");
         assert!(matches!(decode(&with(&[0x22, 0x11, 0, 0])), Err(Error::Malformed(_))), "command 2");
         assert!(matches!(decode(&with(&[0x21, 0x11, 0, 4, 1, 2, 3, 4])), Err(Error::Malformed(_))), "short block");
-        assert!(matches!(decode(&with(&[0x21, 0x12, 0, 12])), Err(Error::Malformed(_))), "UDP");
+        assert!(
+            matches!(
+                decode(&with(&[0x21, 0x12, 0, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])),
+                Err(Error::Malformed(_))
+            ),
+            "UDP"
+        );
         assert!(matches!(decode(&with(&[0x21, 0x31, 0, 0])), Err(Error::Malformed(_))), "unix");
         assert!(matches!(decode(&with(&[0x21, 0x11, 0xff, 0xff])), Err(Error::Malformed(_))), "64 KB block");
         assert_eq!(decode(&with(&[0x21, 0x11, 0, 12, 1])), Err(Error::Incomplete(11)));

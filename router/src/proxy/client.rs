@@ -26,21 +26,28 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, UpBody>;
 pub struct Upstreams {
     pub verify: HttpClient,
     pub skip_verify: HttpClient,
+    /// HTTP/2 only (`proto=grpc|grpcs|h2c`): prior knowledge without TLS,
+    /// ALPN h2 with it; one multiplexed connection per target carries all
+    /// its streams.
+    pub h2_verify: HttpClient,
+    pub h2_skip_verify: HttpClient,
 }
 
 impl Upstreams {
     pub fn new(connect_timeout: Duration) -> Result<Self, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifying = match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
-            Ok(b) => b,
-            Err(error) => {
-                tracing::warn!(%error, "no system CA certificates; https targets will fail unless tlsskipverify=true");
-                let config = ClientConfig::builder_with_provider(provider.clone())
-                    .with_safe_default_protocol_versions()?
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth();
-                HttpsConnectorBuilder::new().with_tls_config(config)
-            }
+        let verifying = || -> Result<HttpsConnectorBuilder<WantsSchemes>, rustls::Error> {
+            Ok(match HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
+                Ok(b) => b,
+                Err(error) => {
+                    tracing::warn!(%error, "no system CA certificates; https targets will fail unless tlsskipverify=true");
+                    let config = ClientConfig::builder_with_provider(provider.clone())
+                        .with_safe_default_protocol_versions()?
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth();
+                    HttpsConnectorBuilder::new().with_tls_config(config)
+                }
+            })
         };
         let skipping = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
@@ -48,26 +55,37 @@ impl Upstreams {
             .with_custom_certificate_verifier(Arc::new(AcceptAny(provider.signature_verification_algorithms)))
             .with_no_client_auth();
         Ok(Upstreams {
-            verify: client(verifying, connect_timeout),
-            skip_verify: client(HttpsConnectorBuilder::new().with_tls_config(skipping), connect_timeout),
+            verify: client(verifying()?, connect_timeout, false),
+            skip_verify: client(HttpsConnectorBuilder::new().with_tls_config(skipping.clone()), connect_timeout, false),
+            h2_verify: client(verifying()?, connect_timeout, true),
+            h2_skip_verify: client(HttpsConnectorBuilder::new().with_tls_config(skipping), connect_timeout, true),
         })
     }
 
-    pub fn for_route(&self, tls_skip_verify: bool) -> &HttpClient {
-        if tls_skip_verify { &self.skip_verify } else { &self.verify }
+    pub fn for_route(&self, http2: bool, tls_skip_verify: bool) -> &HttpClient {
+        match (http2, tls_skip_verify) {
+            (false, false) => &self.verify,
+            (false, true) => &self.skip_verify,
+            (true, false) => &self.h2_verify,
+            (true, true) => &self.h2_skip_verify,
+        }
     }
 }
 
-fn client(tls: HttpsConnectorBuilder<WantsSchemes>, connect_timeout: Duration) -> HttpClient {
+fn client(tls: HttpsConnectorBuilder<WantsSchemes>, connect_timeout: Duration, http2: bool) -> HttpClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
-    let connector = tls.https_or_http().enable_http1().wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(connector)
+    let tls = tls.https_or_http();
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.pool_idle_timeout(Duration::from_secs(90)).pool_max_idle_per_host(256);
+    if http2 {
+        builder.http2_only(true).timer(hyper_util::rt::TokioTimer::new());
+        builder.build(tls.enable_http2().wrap_connector(http))
+    } else {
+        builder.build(tls.enable_http1().wrap_connector(http))
+    }
 }
 
 /// Certificate "verification" for `tlsskipverify=true` routes: any

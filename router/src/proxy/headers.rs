@@ -84,6 +84,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>)
     }
 }
 
+/// Whether the client's `TE` names `trailers` (it can take trailers; gRPC
+/// clients always say so).
+pub fn te_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.split(';').next().is_some_and(|c| c.trim().eq_ignore_ascii_case("trailers")))
+}
+
 /// Who asked, as the proxy saw it.
 #[derive(Debug, Clone)]
 pub struct ClientInfo<'a> {

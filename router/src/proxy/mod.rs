@@ -12,6 +12,7 @@ mod client;
 pub mod fast;
 mod find;
 mod framing;
+pub mod grpc;
 mod headers;
 mod replay;
 mod tunnel;
@@ -73,6 +74,7 @@ impl Proxy {
 fn text(status: StatusCode, msg: impl Into<bytes::Bytes>) -> Response<RespBody> {
     let mut r = Response::new(full(msg));
     *r.status_mut() = status;
+    r.extensions_mut().insert(grpc::RouterMade);
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
@@ -131,7 +133,11 @@ impl Proxy {
         // `fast::serve_conn`); when it does not happen, the connection ends
         // after the answer rather than let hyper's parser read the next head.
         let upgrade_asked = req.version() != Version::HTTP_2 && headers::upgrade_protocol(req.headers()).is_some();
+        let grpc_call = grpc::is_grpc(req.headers());
         let mut resp = self.handle_request(req, conn).await;
+        if grpc_call && resp.extensions().get::<grpc::RouterMade>().is_some() {
+            resp = grpc::own_answer(resp);
+        }
         if upgrade_asked && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -264,6 +270,10 @@ impl Proxy {
             local_port: conn.local.port(),
             trusted: self.trusts(conn.peer.ip()),
         };
+        // gRPC's deadline bounds the wait for the response head as well.
+        let head_timeout =
+            grpc::timeout(&parts.headers).map_or(self.upstream_timeout, |t| t.min(self.upstream_timeout));
+        let wants_trailers = headers::te_trailers(&parts.headers);
         let mut headers_out = std::mem::take(&mut parts.headers);
         headers::remove_hop_by_hop(&mut headers_out, upgrade.as_ref());
         headers::add_forwarded(&mut headers_out, &client_info);
@@ -274,7 +284,8 @@ impl Proxy {
             // strip=, prepend=, host= and tlsskipverify= are the target's own.
             let topts = &target.opts;
             let up_path = headers::rewrite_path(path, topts.strip.as_deref(), topts.prepend.as_deref());
-            let upstream = self.upstreams.for_route(topts.tls_skip_verify);
+            let http2 = topts.proto.http2();
+            let upstream = self.upstreams.for_route(http2, topts.tls_skip_verify);
             let uri = match headers::upstream_uri(&target.url, &up_path, parts.uri.query()) {
                 Ok(u) => u,
                 Err(e) => {
@@ -288,11 +299,15 @@ impl Proxy {
             let mut out = Request::new(body.lease());
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
-            *out.version_mut() = Version::HTTP_11;
+            *out.version_mut() = if http2 { Version::HTTP_2 } else { Version::HTTP_11 };
             // Only a request that may be sent again needs the headers again.
             *out.headers_mut() =
                 if attempts.more_possible(route) { headers_out.clone() } else { std::mem::take(&mut headers_out) };
             headers::set_forwarded_prefix(out.headers_mut(), headers::stripped_prefix(path, topts.strip.as_deref()));
+            if http2 && wants_trailers {
+                // The one TE value HTTP/2 allows; gRPC servers require it.
+                out.headers_mut().insert(header::TE, HeaderValue::from_static("trailers"));
+            }
             let host_out = answer::upstream_host(route, &host, target);
             match HeaderValue::from_str(host_out) {
                 Ok(v) if !host_out.is_empty() => {
@@ -304,8 +319,8 @@ impl Proxy {
             }
             // Kept to mark the connection unusable if its response is bad.
             let captured = hyper_util::client::legacy::connect::capture_connection(&mut out);
-            let failure = match tokio::time::timeout(self.upstream_timeout, upstream.request(out)).await {
-                Err(_) => Failure::Timeout(self.upstream_timeout),
+            let failure = match tokio::time::timeout(head_timeout, upstream.request(out)).await {
+                Err(_) => Failure::Timeout(head_timeout),
                 Ok(Err(_)) if client_body_failed.load(Ordering::Relaxed) => {
                     tracing::debug!(route = %RouteName(route), "malformed request body");
                     return closing(StatusCode::BAD_REQUEST, "malformed request body\n".into());

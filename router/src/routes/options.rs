@@ -24,6 +24,12 @@ pub enum Proto {
     Https,
     /// A TCP route (`:PORT` source): bytes, not requests.
     Tcp,
+    /// gRPC: HTTP/2 without TLS, prior knowledge.
+    Grpc,
+    /// gRPC over TLS: HTTP/2 with ALPN h2.
+    Grpcs,
+    /// Any HTTP/2 cleartext upstream, prior knowledge.
+    H2c,
 }
 
 impl Proto {
@@ -32,7 +38,14 @@ impl Proto {
             Proto::Http => "http",
             Proto::Https => "https",
             Proto::Tcp => "tcp",
+            Proto::Grpc | Proto::H2c => "http",
+            Proto::Grpcs => "https",
         }
+    }
+
+    /// The upstream speaks HTTP/2 only.
+    pub fn http2(self) -> bool {
+        matches!(self, Proto::Grpc | Proto::Grpcs | Proto::H2c)
     }
 }
 
@@ -265,7 +278,10 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Parsed, Str
                     "http" => Proto::Http,
                     "https" => Proto::Https,
                     "tcp" => Proto::Tcp,
-                    _ => return Err(format!("proto must be http, https or tcp, not '{value}'")),
+                    "grpc" => Proto::Grpc,
+                    "grpcs" => Proto::Grpcs,
+                    "h2c" => Proto::H2c,
+                    _ => return Err(format!("proto must be http, https, tcp, grpc, grpcs or h2c, not '{value}'")),
                 }
             }
             "tlsskipverify" => {
@@ -390,6 +406,9 @@ mod tests {
         assert!(!ok("tlsskipverify=false").opts.tls_skip_verify);
         assert_eq!(ok("proto=http").opts.proto, Proto::Http);
         assert_eq!(ok("proto=tcp").opts.proto, Proto::Tcp);
+        assert_eq!(ok("proto=grpc").opts.proto, Proto::Grpc);
+        assert_eq!(ok("proto=grpcs").opts.proto.scheme(), "https");
+        assert!(ok("proto=h2c").opts.proto.http2() && !ok("proto=https").opts.proto.http2());
         assert_eq!(ok("pxyproto=true").opts.pxyproto, Some(Version::V1), "fabio's true is v1");
         assert_eq!(ok("pxyproto=v1").opts.pxyproto, Some(Version::V1));
         assert_eq!(ok("pxyproto=v2").opts.pxyproto, Some(Version::V2));

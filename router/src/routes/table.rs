@@ -139,7 +139,9 @@ pub struct FastFacts {
 
 impl FastFacts {
     fn of(targets: &[Target], opts: &RouteOptions) -> FastFacts {
-        let plain = opts.redirect.is_none() && !targets.is_empty() && targets.iter().all(|t| t.addr.is_some());
+        let plain = opts.redirect.is_none()
+            && !targets.is_empty()
+            && targets.iter().all(|t| t.addr.is_some() && !t.opts.proto.http2());
         let untouched = !opts.restricts() && targets.iter().all(|t| t.opts.untouched());
         let single = match targets {
             [t] => t.addr.map(|a| (a, t.root_path)),

@@ -1,0 +1,309 @@
+//! gRPC through the real router (`proto=grpc`, h2c prior knowledge to the
+//! instance), with routes from real Consul tags. The peers are HTTP/2 (hyper)
+//! speaking gRPC's wire format: length-prefixed messages, `te: trailers`,
+//! `grpc-status` trailers. All four call kinds (the bidirectional one only
+//! works if nothing is buffered), a status in the trailers, the router's own
+//! answers in gRPC form (no route 12, every instance failed 14, deadline 4),
+//! recovery, 100 concurrent calls on one connection, and a stream that goes
+//! on after its instance left Consul.
+
+mod router_support;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{HeaderMap, Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use integration_tests::{ConsulAgent, wait_until};
+use router_support::{Router, register};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+const T: Duration = Duration::from_secs(15);
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// One gRPC message on the wire: uncompressed flag, length, payload.
+fn msg(payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(5 + payload.len());
+    b.put_u8(0);
+    b.put_u32(payload.len() as u32);
+    b.put_slice(payload);
+    b.freeze()
+}
+
+fn trailers(status: u8, message: Option<&str>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("grpc-status", status.to_string().parse().expect("value"));
+    if let Some(m) = message {
+        h.insert("grpc-message", m.parse().expect("value"));
+    }
+    h
+}
+
+/// A gRPC test server on 127.0.0.1 (a fixed port when given, to restart a
+/// killed one in place).
+struct GrpcServer {
+    port: u16,
+    tasks: JoinSet<()>,
+}
+
+impl GrpcServer {
+    async fn start(name: &'static str, port: u16) -> GrpcServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((s, _)) = listener.accept().await else { continue };
+                conns.spawn(async move {
+                    let svc = service_fn(move |req| handle(name, req));
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        GrpcServer { port, tasks }
+    }
+
+    async fn kill(&mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Streams frames from a channel as a response body.
+fn channel_body() -> (futures::channel::mpsc::UnboundedSender<Frame<Bytes>>, Body) {
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Frame<Bytes>>();
+    (tx, BodyExt::boxed(StreamBody::new(rx.map(Ok::<_, Infallible>))))
+}
+
+async fn handle(name: &'static str, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let te_ok = req.headers().get("te").is_some_and(|v| v == "trailers");
+    let path = req.uri().path().to_string();
+    let mut body = req.into_body();
+    let (tx, out) = channel_body();
+    let mut resp = Response::new(out);
+    resp.headers_mut().insert("content-type", "application/grpc".parse().expect("value"));
+    resp.headers_mut().insert("x-server", name.parse().expect("value"));
+    if !te_ok {
+        let _ = tx.unbounded_send(Frame::trailers(trailers(13, Some("te trailers missing"))));
+        return Ok(resp);
+    }
+    match path.as_str() {
+        // Echo the one request message.
+        "/t.T/Unary" => {
+            let all = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let _ = tx.unbounded_send(Frame::data(all));
+            let _ = tx.unbounded_send(Frame::trailers(trailers(0, None)));
+        }
+        // Five messages, 150 ms apart.
+        "/t.T/Server" => {
+            tokio::spawn(async move {
+                for i in 0..5u8 {
+                    let _ = tx.unbounded_send(Frame::data(msg(&[b'0' + i])));
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
+                let _ = tx.unbounded_send(Frame::trailers(trailers(0, None)));
+            });
+        }
+        // Counts the request bytes, answers once at the end.
+        "/t.T/Client" => {
+            let all = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let _ = tx.unbounded_send(Frame::data(msg(all.len().to_string().as_bytes())));
+            let _ = tx.unbounded_send(Frame::trailers(trailers(0, None)));
+        }
+        // Each data frame back as it comes.
+        "/t.T/Bidi" => {
+            tokio::spawn(async move {
+                while let Some(Ok(f)) = body.frame().await {
+                    if let Ok(d) = f.into_data() {
+                        let _ = tx.unbounded_send(Frame::data(d));
+                    }
+                }
+                let _ = tx.unbounded_send(Frame::trailers(trailers(0, None)));
+            });
+        }
+        "/t.T/Fail" => {
+            let _ = tx.unbounded_send(Frame::trailers(trailers(5, Some("no such thing"))));
+        }
+        "/t.T/Slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let _ = tx.unbounded_send(Frame::trailers(trailers(0, None)));
+        }
+        _ => {
+            let _ = tx.unbounded_send(Frame::trailers(trailers(12, None)));
+        }
+    }
+    Ok(resp)
+}
+
+/// An h2c (prior knowledge) client connection to the router.
+async fn connect(router: &Router) -> hyper::client::conn::http2::SendRequest<Body> {
+    let s = TcpStream::connect(router.proxy).await.expect("connects");
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s)).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    send
+}
+
+fn call(host: &str, method: &str, body: Body, timeout: Option<&str>) -> Request<Body> {
+    let mut b = Request::post(format!("http://{host}/t.T/{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(t) = timeout {
+        b = b.header("grpc-timeout", t);
+    }
+    b.body(body).expect("request")
+}
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).boxed()
+}
+
+/// Data frames and the gRPC status (from the trailers, or from the headers
+/// of a trailers-only answer).
+async fn finish(resp: Response<Incoming>) -> (Vec<Bytes>, String, HeaderMap) {
+    let (parts, mut body) = resp.into_parts();
+    assert_eq!(parts.status, 200, "gRPC answers are HTTP 200");
+    let mut data = Vec::new();
+    let mut status = parts.headers.get("grpc-status").map(|v| v.to_str().unwrap_or("").to_string());
+    while let Some(f) = body.frame().await {
+        let f = f.expect("frame");
+        if let Some(t) = f.trailers_ref() {
+            status = t.get("grpc-status").map(|v| v.to_str().unwrap_or("").to_string());
+        }
+        if let Ok(d) = f.into_data() {
+            data.push(d);
+        }
+    }
+    (data, status.unwrap_or_default(), parts.headers)
+}
+
+#[tokio::test]
+async fn grpc_calls_pass_through_the_router() {
+    let consul = ConsulAgent::start().await.expect("consul starts");
+    let c = consul.client();
+    let a = GrpcServer::start("a", 0).await;
+    let b = GrpcServer::start("b", 0).await;
+    let mut dead = GrpcServer::start("dead", 0).await;
+    register(&c, "g-a", "greeter", a.port, &["urlprefix-grpc.example.com/ proto=grpc"]).await;
+    register(&c, "g-b", "greeter", b.port, &["urlprefix-grpc.example.com/ proto=grpc"]).await;
+    register(&c, "g-dead", "dead", dead.port, &["urlprefix-dead.example.com/ proto=grpc"]).await;
+    let router = Router::start(&consul, &[]).await;
+    let mut h2 = connect(&router).await;
+    let ready = wait_until(T, || {
+        let mut h2 = h2.clone();
+        async move {
+            let r = h2.send_request(call("grpc.example.com", "Unary", full(msg(b"hi")), None)).await.ok()?;
+            (finish(r).await.1 == "0").then_some(())
+        }
+    })
+    .await;
+    assert!(ready.is_some(), "gRPC route serves: {}", router.admin_json("/api/routes").await);
+
+    // Unary, spread over both instances.
+    let mut servers = std::collections::BTreeSet::new();
+    for i in 0..4u8 {
+        let r = h2.send_request(call("grpc.example.com", "Unary", full(msg(&[i; 3])), None)).await.expect("answer");
+        let (data, status, headers) = finish(r).await;
+        assert_eq!((data.concat(), status.as_str()), (msg(&[i; 3]).to_vec(), "0"));
+        servers.insert(headers["x-server"].to_str().unwrap_or("").to_string());
+    }
+    assert_eq!(servers.len(), 2, "both instances served: {servers:?}");
+
+    // Server streaming: each message as it is sent, then the status.
+    let r = h2.send_request(call("grpc.example.com", "Server", full(msg(b"")), None)).await.expect("answer");
+    let (data, status, _) = finish(r).await;
+    assert_eq!(data.concat(), [msg(b"0"), msg(b"1"), msg(b"2"), msg(b"3"), msg(b"4")].concat());
+    assert_eq!(status, "0");
+
+    // Client streaming: three messages, one answer.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Frame<Bytes>>();
+    let body = BodyExt::boxed(StreamBody::new(rx.map(Ok::<_, Infallible>)));
+    let pending = h2.send_request(call("grpc.example.com", "Client", body, None));
+    for p in [b"ab".as_slice(), b"cd", b"ef"] {
+        tx.unbounded_send(Frame::data(msg(p))).expect("send");
+    }
+    drop(tx);
+    let (data, status, _) = finish(pending.await.expect("answer")).await;
+    assert_eq!((data.concat(), status.as_str()), (msg(b"21").to_vec(), "0"));
+
+    // Bidirectional: each answer arrives before the next message is sent,
+    // which only works if nothing on the way buffers.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Frame<Bytes>>();
+    let body = BodyExt::boxed(StreamBody::new(rx.map(Ok::<_, Infallible>)));
+    tx.unbounded_send(Frame::data(msg(b"ping0"))).expect("send");
+    let resp = h2.send_request(call("grpc.example.com", "Bidi", body, None)).await.expect("answer");
+    let mut body = resp.into_body();
+    for i in 0..3 {
+        let f = tokio::time::timeout(T, body.frame()).await.expect("echo in time").expect("frame").expect("ok");
+        assert_eq!(f.into_data().ok(), Some(msg(format!("ping{i}").as_bytes())));
+        tx.unbounded_send(Frame::data(msg(format!("ping{}", i + 1).as_bytes()))).expect("send");
+    }
+    drop(tx);
+    let mut status = None;
+    while let Some(Ok(f)) = body.frame().await {
+        if let Some(t) = f.trailers_ref() {
+            status = t.get("grpc-status").cloned();
+        }
+    }
+    assert_eq!(status.as_ref().map(|v| v.as_bytes()), Some(b"0".as_slice()), "bidi status in the trailers");
+
+    // An upstream's status and message pass in the trailers.
+    let r = h2.send_request(call("grpc.example.com", "Fail", full(msg(b"")), None)).await.expect("answer");
+    assert_eq!(finish(r).await.1, "5");
+
+    // The router's own answers, in gRPC form.
+    let r = h2.send_request(call("nothing.example.com", "Unary", full(msg(b"")), None)).await.expect("answer");
+    assert_eq!(finish(r).await.1, "12", "no route: UNIMPLEMENTED");
+    let started = std::time::Instant::now();
+    let r = h2.send_request(call("grpc.example.com", "Slow", full(msg(b"")), Some("300m"))).await.expect("answer");
+    assert_eq!(finish(r).await.1, "4", "grpc-timeout passed: DEADLINE_EXCEEDED");
+    assert!(started.elapsed() < Duration::from_secs(2), "the deadline was honoured: {:?}", started.elapsed());
+    let dead_port = dead.port;
+    dead.kill().await;
+    let r = h2.send_request(call("dead.example.com", "Unary", full(msg(b"x")), None)).await.expect("answer");
+    assert_eq!(finish(r).await.1, "14", "every instance failed: UNAVAILABLE");
+    let _revived = GrpcServer::start("dead", dead_port).await;
+    let r = h2.send_request(call("dead.example.com", "Unary", full(msg(b"x")), None)).await.expect("answer");
+    assert_eq!(finish(r).await.1, "0", "recovered once the instance is back");
+
+    // 100 concurrent calls on one client connection.
+    let mut calls = JoinSet::new();
+    for i in 0..100u32 {
+        let mut h2 = h2.clone();
+        calls.spawn(async move {
+            let payload = i.to_be_bytes();
+            let r = h2.send_request(call("grpc.example.com", "Unary", full(msg(&payload)), None)).await.ok()?;
+            let (data, status, _) = finish(r).await;
+            (status == "0" && data.concat() == msg(&payload).to_vec()).then_some(())
+        });
+    }
+    let ok = calls.join_all().await.into_iter().filter(Option::is_some).count();
+    assert_eq!(ok, 100, "every concurrent call answered");
+
+    // A stream whose instances leave Consul goes on to its end.
+    let r = h2.send_request(call("grpc.example.com", "Server", full(msg(b"")), None)).await.expect("answer");
+    c.deregister_service("g-a").await.expect("deregister");
+    c.deregister_service("g-b").await.expect("deregister");
+    let gone = wait_until(T, || {
+        let mut h2 = h2.clone();
+        async move {
+            let r = h2.send_request(call("grpc.example.com", "Unary", full(msg(b"")), None)).await.ok()?;
+            (finish(r).await.1 == "12").then_some(())
+        }
+    })
+    .await;
+    assert!(gone.is_some(), "the route left with its instances");
+    let (data, status, _) = finish(r).await;
+    assert_eq!((data.len(), status.as_str()), (5, "0"), "the open stream finished");
+}
