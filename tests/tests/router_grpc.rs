@@ -74,6 +74,52 @@ impl GrpcServer {
         GrpcServer { port, tasks }
     }
 
+    /// The same service behind TLS, offering only ALPN h2 (a self-signed
+    /// certificate made with openssl in `dir`).
+    async fn start_tls(name: &'static str, dir: &std::path::Path) -> GrpcServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+            .args(["-keyout", "key.pem", "-out", "cert.pem", "-days", "1", "-subj", "/CN=127.0.0.1"])
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success(), "certificate: {}", String::from_utf8_lossy(&out.stderr));
+        let cert = CertificateDer::from_pem_file(dir.join("cert.pem")).expect("cert");
+        let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).expect("key");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("server config");
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((s, _)) = listener.accept().await else { continue };
+                let acceptor = acceptor.clone();
+                conns.spawn(async move {
+                    let Ok(tls) = acceptor.accept(s).await else { return };
+                    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                        return;
+                    }
+                    let svc = service_fn(move |req| handle(name, req));
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        GrpcServer { port, tasks }
+    }
+
     async fn kill(&mut self) {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
@@ -306,4 +352,33 @@ async fn grpc_calls_pass_through_the_router() {
     assert!(gone.is_some(), "the route left with its instances");
     let (data, status, _) = finish(r).await;
     assert_eq!((data.len(), status.as_str()), (5, "0"), "the open stream finished");
+}
+
+#[tokio::test]
+async fn grpcs_reaches_a_tls_instance_with_alpn_h2() {
+    let consul = ConsulAgent::start().await.expect("consul starts");
+    let c = consul.client();
+    let dir = tempfile::Builder::new().prefix("edge-grpcs-").tempdir().expect("tempdir");
+    let s = GrpcServer::start_tls("tls", dir.path()).await;
+    register(&c, "s-1", "secure", s.port, &["urlprefix-grpcs.example.com/ proto=grpcs tlsskipverify=true"]).await;
+    register(&c, "v-1", "verified", s.port, &["urlprefix-verified.example.com/ proto=grpcs"]).await;
+    let router = Router::start(&consul, &[]).await;
+    let h2 = connect(&router).await;
+    let ready = wait_until(T, || {
+        let mut h2 = h2.clone();
+        async move {
+            let r = h2.send_request(call("grpcs.example.com", "Unary", full(msg(b"tls")), None)).await.ok()?;
+            let (data, status, _) = finish(r).await;
+            (status == "0" && data.concat() == msg(b"tls").to_vec()).then_some(())
+        }
+    })
+    .await;
+    assert!(ready.is_some(), "grpcs route serves: {}", router.admin_json("/api/routes").await);
+    let mut h2 = h2;
+    let r = h2.send_request(call("grpcs.example.com", "Server", full(msg(b"")), None)).await.expect("answer");
+    let (data, status, _) = finish(r).await;
+    assert_eq!((data.len(), status.as_str()), (5, "0"), "a stream over TLS");
+    // Without tlsskipverify the self-signed certificate is refused.
+    let r = h2.send_request(call("verified.example.com", "Unary", full(msg(b"x")), None)).await.expect("answer");
+    assert_eq!(finish(r).await.1, "14", "untrusted certificate: UNAVAILABLE");
 }
