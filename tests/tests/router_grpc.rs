@@ -56,6 +56,11 @@ struct GrpcServer {
 
 impl GrpcServer {
     async fn start(name: &'static str, port: u16) -> GrpcServer {
+        GrpcServer::listen(name, port, None).await
+    }
+
+    /// Serves HTTP/2 on `port`, behind TLS when `tls` is given (ALPN h2 required).
+    async fn listen(name: &'static str, port: u16, tls: Option<tokio_rustls::TlsAcceptor>) -> GrpcServer {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let mut tasks = JoinSet::new();
@@ -63,11 +68,18 @@ impl GrpcServer {
             let mut conns = JoinSet::new();
             loop {
                 let Ok((s, _)) = listener.accept().await else { continue };
+                let tls = tls.clone();
                 conns.spawn(async move {
                     let svc = service_fn(move |req| handle(name, req));
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(s), svc)
-                        .await;
+                    let h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    let Some(acceptor) = tls else {
+                        let _ = h2.serve_connection(TokioIo::new(s), svc).await;
+                        return;
+                    };
+                    let Ok(tls) = acceptor.accept(s).await else { return };
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        let _ = h2.serve_connection(TokioIo::new(tls), svc).await;
+                    }
                 });
             }
         });
@@ -96,28 +108,7 @@ impl GrpcServer {
             .with_single_cert(vec![cert], key)
             .expect("server config");
         config.alpn_protocols = vec![b"h2".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let mut tasks = JoinSet::new();
-        tasks.spawn(async move {
-            let mut conns = JoinSet::new();
-            loop {
-                let Ok((s, _)) = listener.accept().await else { continue };
-                let acceptor = acceptor.clone();
-                conns.spawn(async move {
-                    let Ok(tls) = acceptor.accept(s).await else { return };
-                    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-                        return;
-                    }
-                    let svc = service_fn(move |req| handle(name, req));
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
-        GrpcServer { port, tasks }
+        GrpcServer::listen(name, 0, Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))).await
     }
 
     async fn kill(&mut self) {
@@ -234,6 +225,18 @@ async fn finish(resp: Response<Incoming>) -> (Vec<Bytes>, String, HeaderMap) {
     (data, status.unwrap_or_default(), parts.headers)
 }
 
+/// Waits until a unary call to `host` ends with `status`.
+async fn wait_for_status(h2: &hyper::client::conn::http2::SendRequest<Body>, host: &str, status: &str) -> Option<()> {
+    wait_until(T, || {
+        let mut h2 = h2.clone();
+        async move {
+            let r = h2.send_request(call(host, "Unary", full(msg(b"hi")), None)).await.ok()?;
+            (finish(r).await.1 == status).then_some(())
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn grpc_calls_pass_through_the_router() {
     let consul = ConsulAgent::start().await.expect("consul starts");
@@ -246,14 +249,7 @@ async fn grpc_calls_pass_through_the_router() {
     register(&c, "g-dead", "dead", dead.port, &["urlprefix-dead.example.com/ proto=grpc"]).await;
     let router = Router::start(&consul, &[]).await;
     let mut h2 = connect(&router).await;
-    let ready = wait_until(T, || {
-        let mut h2 = h2.clone();
-        async move {
-            let r = h2.send_request(call("grpc.example.com", "Unary", full(msg(b"hi")), None)).await.ok()?;
-            (finish(r).await.1 == "0").then_some(())
-        }
-    })
-    .await;
+    let ready = wait_for_status(&h2, "grpc.example.com", "0").await;
     assert!(ready.is_some(), "gRPC route serves: {}", router.admin_json("/api/routes").await);
 
     // Unary, spread over both instances.
@@ -341,14 +337,7 @@ async fn grpc_calls_pass_through_the_router() {
     let r = h2.send_request(call("grpc.example.com", "Server", full(msg(b"")), None)).await.expect("answer");
     c.deregister_service("g-a").await.expect("deregister");
     c.deregister_service("g-b").await.expect("deregister");
-    let gone = wait_until(T, || {
-        let mut h2 = h2.clone();
-        async move {
-            let r = h2.send_request(call("grpc.example.com", "Unary", full(msg(b"")), None)).await.ok()?;
-            (finish(r).await.1 == "12").then_some(())
-        }
-    })
-    .await;
+    let gone = wait_for_status(&h2, "grpc.example.com", "12").await;
     assert!(gone.is_some(), "the route left with its instances");
     let (data, status, _) = finish(r).await;
     assert_eq!((data.len(), status.as_str()), (5, "0"), "the open stream finished");
