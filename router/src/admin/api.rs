@@ -31,9 +31,10 @@ pub struct RouteEntry<'a> {
 
 pub fn routes(s: &Snapshot) -> Vec<RouteEntry<'_>> {
     let now = std::time::Instant::now();
-    let http = s.table.routes().iter().flat_map(|r| {
-        r.targets.iter().zip(r.health.iter()).map(move |(t, h)| entry(&r.host, &r.path, t, h.view(now)))
-    });
+    let http =
+        s.table.routes().iter().flat_map(|r| {
+            r.targets.iter().zip(r.health.iter()).map(move |(t, h)| entry(&r.host, &r.path, t, h.view(now)))
+        });
     // TCP routes: host `:PORT`, path empty, as their source is written; no
     // passive health (a refused connect already moves to the next target).
     let tcp = s

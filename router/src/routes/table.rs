@@ -33,8 +33,8 @@ use super::overrides::{self, Command, Del};
 use super::pick::Picker;
 use super::stats::RouteStats;
 use super::tag::{self, Source};
-use super::vars::Vars;
 use super::tcp::{self, PortRanges, TcpRoute};
+use super::vars::Vars;
 use crate::cli::Strategy;
 
 /// One backend a route can send a request to.
