@@ -2,6 +2,7 @@
 //! variable so the router can be configured from a unit file or a pod spec.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser;
@@ -17,6 +18,48 @@ pub enum Strategy {
     Rr,
     /// Random, in proportion to weights.
     Rnd,
+}
+
+/// Lowest TLS version the TLS listeners accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsVersion {
+    #[value(name = "1.2")]
+    V12,
+    #[value(name = "1.3")]
+    V13,
+}
+
+/// One certificate store (`--cert-source`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// `dir:PATH`: PEM files in a directory, watched.
+    Dir(PathBuf),
+    /// `consul:PREFIX`: keys under a Consul KV prefix (kept ending in `/`),
+    /// followed with a blocking query.
+    Consul(String),
+}
+
+impl std::str::FromStr for CertSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some(("dir", p)) if !p.is_empty() => Ok(CertSource::Dir(PathBuf::from(p))),
+            Some(("consul", p)) if !p.trim_matches('/').is_empty() => {
+                Ok(CertSource::Consul(format!("{}/", p.trim_matches('/'))))
+            }
+            _ => Err(format!("{s:?}: expected dir:PATH or consul:PREFIX")),
+        }
+    }
+}
+
+impl std::fmt::Display for CertSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CertSource::Dir(p) => write!(f, "dir:{}", p.display()),
+            CertSource::Consul(p) => write!(f, "consul:{p}"),
+        }
+    }
 }
 
 /// HTTP router for services registered in Consul with `urlprefix-` tags.
@@ -179,6 +222,37 @@ pub struct Cli {
     /// when the request has none. Unset: no request IDs.
     #[arg(long, env = "ROUTER_REQUEST_ID_HEADER", value_parser = header_name)]
     pub request_id_header: Option<String>,
+
+    /// Address of a TLS (HTTPS) listener, e.g. `0.0.0.0:443`; repeat the flag
+    /// (or comma-separate the variable) for several. Needs `--cert-source`.
+    #[arg(long, env = "ROUTER_TLS_ADDR", value_delimiter = ',')]
+    pub tls_addr: Vec<SocketAddr>,
+
+    /// A certificate store, `dir:PATH` or `consul:PREFIX`; repeatable (or
+    /// comma-separated in the variable), read in order: on a name two
+    /// certificates claim, the first store's wins.
+    #[arg(long, env = "ROUTER_CERT_SOURCE", value_delimiter = ',')]
+    pub cert_source: Vec<CertSource>,
+
+    /// Name (`NAME` of `NAME.pem`) of the certificate served when no other
+    /// covers the client's SNI, or the client sent none; default: the first
+    /// loaded.
+    #[arg(long, env = "ROUTER_TLS_DEFAULT_CERT")]
+    pub tls_default_cert: Option<String>,
+
+    /// Refuse the handshake when no certificate covers the client's SNI
+    /// instead of serving the default one (clients without SNI still get it).
+    #[arg(long, env = "ROUTER_TLS_STRICT_SNI")]
+    pub tls_strict_sni: bool,
+
+    /// Lowest TLS version accepted.
+    #[arg(long, env = "ROUTER_TLS_MIN_VERSION", value_enum, default_value = "1.2")]
+    pub tls_min_version: TlsVersion,
+
+    /// Answer plain-HTTP requests for a host some certificate covers with a
+    /// 308 to the same URL over https (except ACME HTTP-01 challenges).
+    #[arg(long, env = "ROUTER_HTTPS_REDIRECT")]
+    pub https_redirect: bool,
 }
 
 fn header_name(s: &str) -> Result<String, String> {

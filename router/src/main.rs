@@ -14,6 +14,7 @@ mod proxy;
 mod ratelimit;
 mod serve;
 mod tcp;
+mod tls;
 
 use router::{access, cli, routes};
 
@@ -56,22 +57,44 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         let l = TcpListener::bind(addr).await.with_context(|| format!("binding the proxy to {addr}"))?;
         proxy_listeners.push(l);
     }
+    let mut tls_listeners = Vec::new();
+    for addr in &cli.tls_addr {
+        let l = TcpListener::bind(addr).await.with_context(|| format!("binding the TLS listener to {addr}"))?;
+        tls_listeners.push(l);
+    }
+    anyhow::ensure!(
+        cli.tls_addr.is_empty() || !cli.cert_source.is_empty(),
+        "--tls-addr needs at least one --cert-source"
+    );
     let admin_listener = TcpListener::bind(cli.admin_addr)
         .await
         .with_context(|| format!("binding the admin listener to {}", cli.admin_addr))?;
 
+    let timing = discovery::Timing {
+        wait: cli.consul_wait,
+        backoff_min: Duration::from_millis(100),
+        backoff_max: Duration::from_secs(5),
+        max_stale: cli.consul_max_stale,
+    };
+    let tls = match cli.tls_addr.is_empty() {
+        true => None,
+        false => Some(Arc::new(
+            tls::Tls::new(cli.tls_strict_sni, cli.tls_min_version).context("TLS server configuration")?,
+        )),
+    };
+    if let Some(t) = &tls {
+        let sources = tls::Sources::new(&cli.cert_source, cli.tls_default_cert.clone(), t.resolver.clone(), t.provider());
+        for (idx, source) in cli.cert_source.iter().enumerate() {
+            sources.spawn(idx, source.clone(), consul.clone(), shared.clone(), timing);
+        }
+    }
     discovery::spawn(
         consul,
         discovery::Config {
             tag_prefix: cli.tag_prefix.clone(),
             overrides_key: cli.overrides_key.clone(),
             no_route_html_key: cli.no_route_html_key.clone(),
-            timing: discovery::Timing {
-                wait: cli.consul_wait,
-                backoff_min: Duration::from_millis(100),
-                backoff_max: Duration::from_secs(5),
-                max_stale: cli.consul_max_stale,
-            },
+            timing,
             coalesce: cli.coalesce,
             limits: discovery::Limits { tag_bytes: cli.max_tag_bytes, overrides_bytes: cli.max_overrides_bytes },
             tcp_ports: cli.tcp_ports.clone(),
@@ -96,6 +119,12 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         access_log: access::AccessLog::start(&cli.access_log, cli.access_log_format.clone())
             .with_context(|| format!("opening the access log {:?}", cli.access_log))?,
         request_id_header: cli.request_id_header.as_deref().map(str::to_ascii_lowercase),
+        https_redirect: match (&tls, cli.tls_addr.first()) {
+            (Some(t), Some(addr)) if cli.https_redirect => {
+                Some(tls::HttpsRedirect { resolver: t.resolver.clone(), port: addr.port() })
+            }
+            _ => None,
+        },
     });
     let sweeper = proxy.clone();
     tokio::spawn(async move {
@@ -123,6 +152,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         proxy_listeners: proxy_listeners.len(),
         accepting: accepting.clone(),
         vipd: cli.vipd_addr.map(admin::Vipd::new),
+        tls: tls.clone(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -149,6 +179,22 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     }
     tracing::info!(ports = %cli.tcp_ports, bind = %cli.tcp_bind, "TCP routes may open these ports");
     servers.spawn(tcp::run(tcp, stop_rx.clone(), cli.shutdown_grace));
+    if let Some(t) = &tls {
+        for l in tls_listeners {
+            tracing::info!(addr = %l.local_addr()?, "TLS listening");
+            let p = proxy.clone();
+            let t = t.clone();
+            servers.spawn(serve::serve(
+                "tls",
+                l,
+                move |stream, conn, drain| tls::serve_conn(t.clone(), p.clone(), stream, conn, drain),
+                stop_rx.clone(),
+                cli.shutdown_grace,
+                // Not the proxy listeners /health counts.
+                Arc::new(serve::Accepting::default()),
+            ));
+        }
+    }
     tracing::info!(addr = %admin_listener.local_addr()?, "admin listening");
     servers.spawn(serve::serve(
         "admin",

@@ -5,7 +5,10 @@
 //! counted here. Rendering walks the current table.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use http::Version;
 
 use router::routes::Table;
 use router::routes::stats::{BUCKETS, RouteStats, Series};
@@ -20,9 +23,40 @@ use crate::proxy::answer::Failures;
 pub struct Metrics {
     unrouted: RouteStats,
     pub failures: Failures,
+    /// Requests by protocol ([`PROTOCOLS`]) and whether TLS carried them.
+    by_protocol: [[AtomicU64; 2]; 3],
 }
 
+/// Protocol labels of `router_requests_by_protocol_total`.
+const PROTOCOLS: [&str; 3] = ["http/1.0", "http/1.1", "h2"];
+
 impl Metrics {
+    /// Counts one request by its HTTP version and whether it came over TLS.
+    pub fn count_protocol(&self, version: Version, tls: bool) {
+        let p = match version {
+            Version::HTTP_2 => 2,
+            Version::HTTP_11 => 1,
+            _ => 0,
+        };
+        self.by_protocol[p][usize::from(tls)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `router_requests_by_protocol_total{protocol,tls}`.
+    pub fn render_protocols(&self, out: &mut String) {
+        out.push_str("# HELP router_requests_by_protocol_total Requests by HTTP version and whether TLS carried them.\n");
+        out.push_str("# TYPE router_requests_by_protocol_total counter\n");
+        for (name, row) in PROTOCOLS.iter().zip(&self.by_protocol) {
+            for (tls, n) in row.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "router_requests_by_protocol_total{{protocol=\"{name}\",tls=\"{}\"}} {}",
+                    tls == 1,
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+
     pub fn observe_unrouted(&self, status: u16, elapsed: Duration) {
         self.unrouted.observe(status, elapsed);
     }

@@ -55,6 +55,9 @@ impl HeadLimits {
 pub struct Conn {
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// The request came over TLS (a `--tls-addr` listener): forwarded as
+    /// `proto=https`, and what `hsts=` and `--https-redirect` look at.
+    pub tls: bool,
 }
 
 /// Held by each open connection: tells it when to stop taking requests, and
@@ -129,7 +132,7 @@ pub async fn serve<H, Fut>(
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let drain = Drain { stop: stop.clone(), _open: open_tx.clone() };
-                    tokio::spawn(on_conn(stream, Conn { peer, local }, drain));
+                    tokio::spawn(on_conn(stream, Conn { peer, local, tls: false }, drain));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: wait a little

@@ -74,7 +74,7 @@ pub struct Status {
     pub updated_unix_ms: u64,
     pub overrides_key: String,
     pub overrides: String,
-    /// Skipped tags and override lines, with why.
+    /// Skipped tags, override lines and certificates, with why.
     pub problems: Vec<Problem>,
     /// The liveness probe finds the Consul agent answering.
     pub consul_reachable: bool,
@@ -87,6 +87,27 @@ pub struct Status {
     /// The local vipd's `/status` (with `--vipd-addr`): `{"ok": {...}}`,
     /// `{"error": "why"}`, or null without the flag.
     pub vip: Option<VipStatus>,
+}
+
+/// One served certificate, for `/api/certs`.
+#[derive(Debug, Serialize)]
+pub struct Cert<'a> {
+    #[serde(flatten)]
+    pub info: &'a crate::tls::cert::Info,
+    pub default: bool,
+}
+
+pub fn certs(store: &crate::tls::Store) -> Vec<Cert<'_>> {
+    store.certs().map(|(info, default)| Cert { info, default }).collect()
+}
+
+/// Skipped tags, override lines and certificates.
+pub fn problems(shared: &Shared, tls: Option<&crate::tls::Tls>) -> Vec<Problem> {
+    let mut p = shared.snapshot.load().problems.clone();
+    if let Some(t) = tls {
+        p.extend(t.resolver.store.load().problems.iter().cloned());
+    }
+    p
 }
 
 /// The local vipd's status or why it could not be read.
@@ -102,6 +123,7 @@ pub fn status(
     overrides_key: &str,
     max_stale: Duration,
     vip: Option<Result<serde_json::Value, String>>,
+    tls: Option<&crate::tls::Tls>,
 ) -> Status {
     let s = shared.snapshot.load();
     let st = &shared.status;
@@ -115,7 +137,7 @@ pub fn status(
         updated_unix_ms: s.built_unix_ms,
         overrides_key: overrides_key.to_string(),
         overrides: s.overrides.clone(),
-        problems: s.problems.clone(),
+        problems: problems(shared, tls),
         consul_reachable: st.reachable(),
         consul_last_contact_ms: st.last_contact_ms(),
         consul_leader_seen_ms_ago: st.leader_seen_ago().map(|d| d.as_millis() as u64),

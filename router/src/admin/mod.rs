@@ -34,6 +34,8 @@ pub struct Admin {
     pub accepting: Arc<Accepting>,
     /// `--vipd-addr`.
     pub vipd: Option<Vipd>,
+    /// The TLS listeners' certificates and counters, when there are any.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<bytes::Bytes>) -> Response<RespBody> {
@@ -53,18 +55,22 @@ impl Admin {
             "/health" => self.health(),
             "/health/consul" => self.health_consul(),
             "/api/routes" => json(&api::routes(&self.shared.snapshot.load())),
-            "/api/problems" => json(&self.shared.snapshot.load().problems),
+            "/api/problems" => json(&api::problems(&self.shared, self.tls.as_deref())),
             "/api/status" => {
                 let vip = match &self.vipd {
                     Some(v) => Some(v.status().await),
                     None => None,
                 };
-                json(&api::status(&self.shared, &self.overrides_key, self.consul_max_stale, vip))
+                json(&api::status(&self.shared, &self.overrides_key, self.consul_max_stale, vip, self.tls.as_deref()))
             }
+            "/api/certs" => match &self.tls {
+                Some(t) => json(&api::certs(&t.resolver.store.load())),
+                None => json(&[(); 0]),
+            },
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                prom::render(&self.shared, &self.metrics, self.consul_max_stale),
+                prom::render(&self.shared, &self.metrics, self.consul_max_stale, self.tls.as_deref()),
             ),
             "/" | "/index.html" => reply(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
             other => reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", format!("no admin page {other}\n")),
@@ -138,6 +144,7 @@ mod tests {
             proxy_listeners: 0,
             accepting: Arc::new(Accepting::default()),
             vipd: None,
+            tls: None,
         }
     }
 
@@ -241,7 +248,7 @@ mod tests {
         assert_eq!(web["instance"], "web1");
         assert_eq!(web["weight"], 1.0);
         assert_eq!(web["options"]["strip"], "/api");
-        let s = serde_json::to_value(api::status(&a.shared, &a.overrides_key, a.consul_max_stale, None))
+        let s = serde_json::to_value(api::status(&a.shared, &a.overrides_key, a.consul_max_stale, None, None))
             .unwrap_or_default();
         assert_eq!(s["loaded"], true);
         assert_eq!(s["watch_alive"], true);
@@ -256,7 +263,7 @@ mod tests {
     #[test]
     fn metrics_expose_table_and_consul_gauges() {
         let a = admin();
-        let text = prom::render(&a.shared, &a.metrics, a.consul_max_stale);
+        let text = prom::render(&a.shared, &a.metrics, a.consul_max_stale, None);
         assert!(text.contains("router_table_age_seconds -1\n"), "{text}");
         assert!(text.contains("router_consul_watch_up 1\n"));
         assert!(text.contains("router_consul_reachable 1\n"));
@@ -264,7 +271,7 @@ mod tests {
         load(&a, "");
         a.shared.status.record_error("x".into());
         a.shared.status.saw_leader();
-        let text = prom::render(&a.shared, &a.metrics, a.consul_max_stale);
+        let text = prom::render(&a.shared, &a.metrics, a.consul_max_stale, None);
         assert!(text.contains("router_consul_healthy 1\n"), "{text}");
         assert!(text.contains("router_routes 1\n") && text.contains("router_consul_errors_total 1\n"), "{text}");
         assert!(text.contains("# TYPE router_consul_errors_total counter\n"));

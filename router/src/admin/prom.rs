@@ -8,10 +8,14 @@ use crate::discovery::Shared;
 use crate::discovery::status::unix_ms;
 use crate::metrics::Metrics;
 
-pub fn render(shared: &Shared, metrics: &Metrics, max_stale: Duration) -> String {
+pub fn render(shared: &Shared, metrics: &Metrics, max_stale: Duration, tls: Option<&crate::tls::Tls>) -> String {
     let mut out = String::with_capacity(4096);
     let s = shared.snapshot.load();
     metrics.render(&s.table, &mut out);
+    metrics.render_protocols(&mut out);
+    if let Some(t) = tls {
+        render_tls(t, &mut out);
+    }
     let st = &shared.status;
     let age = if s.built_unix_ms == 0 { -1.0 } else { unix_ms().saturating_sub(s.built_unix_ms) as f64 / 1000.0 };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
@@ -52,4 +56,25 @@ pub fn render(shared: &Shared, metrics: &Metrics, max_stale: Duration) -> String
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     }
     out
+}
+/// `router_tls_handshakes_total{result}` and
+/// `router_tls_certificate_expiry_seconds{name}` (Unix time of `notAfter`).
+fn render_tls(tls: &crate::tls::Tls, out: &mut String) {
+    out.push_str("# HELP router_tls_handshakes_total TLS handshakes by how they ended.\n");
+    out.push_str("# TYPE router_tls_handshakes_total counter\n");
+    for (result, n) in tls.handshakes.rows() {
+        let _ = writeln!(out, "router_tls_handshakes_total{{result=\"{result}\"}} {n}");
+    }
+    out.push_str("# HELP router_tls_certificate_expiry_seconds Unix time a served certificate expires.\n");
+    out.push_str("# TYPE router_tls_certificate_expiry_seconds gauge\n");
+    let store = tls.resolver.store.load();
+    for (info, _) in store.certs() {
+        let _ = writeln!(
+            out,
+            "router_tls_certificate_expiry_seconds{{name=\"{}\",source=\"{}\"}} {}",
+            crate::metrics::escape(&info.name),
+            crate::metrics::escape(&info.source),
+            info.not_after
+        );
+    }
 }

@@ -26,7 +26,7 @@ mod model;
 mod probe;
 mod state;
 pub mod status;
-mod watch;
+pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

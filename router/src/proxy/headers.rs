@@ -106,6 +106,8 @@ pub struct ClientInfo<'a> {
     /// The peer is one of `--trusted-proxies`: its `X-Forwarded-Proto`,
     /// `-Port`, `-Host` and `X-Real-Ip` are kept.
     pub trusted: bool,
+    /// The request came over TLS.
+    pub tls: bool,
 }
 
 /// The port the client connected to, as `X-Forwarded-Port` carries it: the
@@ -134,7 +136,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
     set(headers, "x-forwarded-for", &xff);
     let local_port = client.local_port.to_string();
     let ours = [
-        ("x-forwarded-proto", "http"),
+        ("x-forwarded-proto", proto(client.tls)),
         ("x-forwarded-host", client.host),
         ("x-forwarded-port", forwarded_port(client.host, &local_port)),
         ("x-real-ip", &ip),
@@ -150,7 +152,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
         }
     }
     let mut elem = Vec::with_capacity(64);
-    write_forwarded_elem(&mut elem, &ip, client.ip.is_ipv6(), client.host);
+    write_forwarded_elem(&mut elem, &ip, client.ip.is_ipv6(), client.tls, client.host);
     let elem = String::from_utf8_lossy(&elem);
     let fwd = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {elem}"),
@@ -159,18 +161,24 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo<'_>) {
     set(headers, header::FORWARDED.as_str(), &fwd);
 }
 
+/// The scheme the client used, as `X-Forwarded-Proto` and `proto=` say it.
+pub fn proto(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
+}
+
 /// This proxy's element of the `Forwarded` list (RFC 7239):
-/// `for=IP;proto=http[;host="HOST"]`, an IPv6 address quoted in brackets.
-pub fn write_forwarded_elem(out: &mut Vec<u8>, ip: &str, v6: bool, host: &str) {
+/// `for=IP;proto=http[s][;host="HOST"]`, an IPv6 address quoted in brackets.
+pub fn write_forwarded_elem(out: &mut Vec<u8>, ip: &str, v6: bool, tls: bool, host: &str) {
     if v6 {
         out.extend_from_slice(b"for=\"[");
         out.extend_from_slice(ip.as_bytes());
-        out.extend_from_slice(b"]\";proto=http");
+        out.extend_from_slice(b"]\"");
     } else {
         out.extend_from_slice(b"for=");
         out.extend_from_slice(ip.as_bytes());
-        out.extend_from_slice(b";proto=http");
     }
+    out.extend_from_slice(b";proto=");
+    out.extend_from_slice(proto(tls).as_bytes());
     if !host.is_empty() {
         out.extend_from_slice(b";host=\"");
         out.extend(host.bytes().filter(|b| !matches!(b, b'"' | b'\\')));
@@ -301,7 +309,7 @@ mod tests {
     }
 
     fn client(ip: &str) -> ClientInfo<'static> {
-        ClientInfo { ip: ip.parse().unwrap(), host: "app.example.com:8080", local_port: 9999, trusted: false }
+        ClientInfo { ip: ip.parse().unwrap(), host: "app.example.com:8080", local_port: 9999, trusted: false, tls: false }
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct Proxy {
     pub access_log: Option<crate::access::AccessLog>,
     /// `--request-id-header`, lower-cased.
     pub request_id_header: Option<String>,
+    /// `--https-redirect`, when given.
+    pub https_redirect: Option<crate::tls::HttpsRedirect>,
 }
 
 impl Proxy {
@@ -192,16 +194,33 @@ impl Proxy {
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
             .unwrap_or("")
             .to_string();
-        // The TLS listener (another branch) passes its flag here.
-        let tls = false;
+        let tls = conn.tls;
+        self.metrics.count_protocol(req.version(), tls);
+        if !tls
+            && let Some(r) = &self.https_redirect
+            && r.applies(&host, req.uri().path())
+        {
+            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let mut resp = text(StatusCode::PERMANENT_REDIRECT, String::new());
+            if let Ok(loc) = HeaderValue::from_str(&r.location(&host, pq)) {
+                resp.headers_mut().insert(header::LOCATION, loc);
+                return (resp, None);
+            }
+        }
         let path = find::request_path(req.uri().path(), self.path_normalize).into_owned();
         let Some(route) = find::route(&snapshot.table, &host, &path, req.uri().query(), tls) else {
             let resp = self.no_route(&host, &path);
             self.metrics.observe_unrouted(resp.status().as_u16(), started.elapsed());
             return (resp, None);
         };
-        let resp = self.forward(route, req, conn, host, &path, tls, upstream).await;
+        let mut resp = self.forward(route, req, conn, host, &path, tls, upstream).await;
         route.stats.observe(resp.status().as_u16(), started.elapsed());
+        if tls
+            && let Some(secs) = route.opts.hsts
+            && let Ok(v) = HeaderValue::try_from(format!("max-age={secs}"))
+        {
+            resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
+        }
         let named = self.access_log.as_ref().map(|_| (RouteName(route).to_string(), route.service.clone()));
         (resp, named)
     }
@@ -269,6 +288,7 @@ impl Proxy {
             host: &host,
             local_port: conn.local.port(),
             trusted: self.trusts(conn.peer.ip()),
+            tls: conn.tls,
         };
         // gRPC's deadline bounds the wait for the response head as well.
         let head_timeout =

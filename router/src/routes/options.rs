@@ -201,6 +201,9 @@ pub struct RouteOptions {
     pub tls_skip_verify: bool,
     pub host: HostHeader,
     pub redirect: Option<Redirect>,
+    /// `hsts=SECONDS`: responses to requests that came over TLS carry
+    /// `Strict-Transport-Security: max-age=SECONDS`.
+    pub hsts: Option<u32>,
     /// When non-empty, only clients inside one of these blocks are served.
     pub allow: Vec<Cidr>,
     /// Clients inside one of these blocks are refused (checked after `allow`).
@@ -312,6 +315,10 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Parsed, Str
                 Ok(r) => p.opts.redirect = Some(r),
                 Err(why) => p.ignored.push(why),
             },
+            "hsts" => match value.parse::<u32>() {
+                Ok(secs) if value.bytes().all(|b| b.is_ascii_digit()) => p.opts.hsts = Some(secs),
+                _ => return Err(format!("hsts must be a number of seconds, not {value:?}")),
+            },
             "weight" => p.weight = Some(weight(value)?),
             "allow" => p.opts.allow = cidrs(key, value)?,
             "deny" => p.opts.deny = cidrs(key, value)?,
@@ -390,6 +397,15 @@ mod tests {
         assert_eq!(ok(""), Parsed::default());
         assert_eq!(RouteOptions::default().proto, Proto::Http);
         assert_eq!(RouteOptions::default().host, HostHeader::Keep);
+    }
+
+    #[test]
+    fn hsts_takes_seconds() {
+        assert_eq!(ok("hsts=31536000").opts.hsts, Some(31_536_000));
+        assert_eq!(ok("hsts=0").opts.hsts, Some(0));
+        for bad in ["hsts=", "hsts=-1", "hsts=+5", "hsts=1y", "hsts=99999999999"] {
+            assert!(err(bad).contains("hsts"), "{bad}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::mem::MaybeUninit;
 
 use super::one::Boundary;
 use crate::proxy::framing::{self, BodyFraming, Refusal, decimal};
-use crate::proxy::headers::{HOP_BY_HOP, KEPT_FROM_TRUSTED, forwarded_port, is_end_to_end, write_forwarded_elem};
+use crate::proxy::headers::{HOP_BY_HOP, KEPT_FROM_TRUSTED, forwarded_port, is_end_to_end, proto, write_forwarded_elem};
 
 /// Header lines a head may have on the fast path; more go to hyper (which
 /// allows 100).
@@ -225,6 +225,8 @@ pub struct Upstream<'a> {
     pub trusted: bool,
     /// `X-Forwarded-Prefix`: what `strip=` removed; `""` when nothing.
     pub prefix: &'a str,
+    /// The request came over TLS.
+    pub tls: bool,
     /// The Host header to send; `""` sends none.
     pub host: &'a str,
     /// The target's own path, without its trailing `/`.
@@ -286,7 +288,7 @@ pub fn write_upstream(out: &mut Vec<u8>, req: &Request<'_, '_>, up: &Upstream<'_
     out.extend_from_slice(b"\r\n");
     // In KEPT_FROM_TRUSTED's order.
     let ours =
-        [b"http", req.host.as_bytes(), forwarded_port(req.host, up.local_port).as_bytes(), up.client_ip.as_bytes()];
+        [proto(up.tls).as_bytes(), req.host.as_bytes(), forwarded_port(req.host, up.local_port).as_bytes(), up.client_ip.as_bytes()];
     for ((name, value), kept) in KEPT_FROM_TRUSTED.iter().zip(ours).zip(kept) {
         if !kept && !value.is_empty() {
             header(out, name, value);
@@ -299,7 +301,7 @@ pub fn write_upstream(out: &mut Vec<u8>, req: &Request<'_, '_>, up: &Upstream<'_
     if fwd {
         previous(out, req.headers, "forwarded");
     }
-    write_forwarded_elem(out, up.client_ip, up.client_v6, req.host);
+    write_forwarded_elem(out, up.client_ip, up.client_v6, up.tls, req.host);
     out.extend_from_slice(b"\r\n\r\n");
 }
 

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -54,7 +54,7 @@ const COALESCE: usize = 4 * 1024;
 
 /// Serves one client connection: the fast path for as long as requests
 /// qualify, then hyper.
-pub async fn serve_conn(proxy: Arc<Proxy>, mut stream: TcpStream, conn: Conn, mut drain: Drain) {
+pub async fn serve_conn<S: Client + Send + 'static>(proxy: Arc<Proxy>, mut stream: S, conn: Conn, mut drain: Drain) {
     let mut buf = BytesMut::with_capacity(BUF);
     // One timer for the connection's life, moved on for each request head.
     let head_timer = tokio::time::sleep(proxy.header_timeout);
@@ -84,6 +84,13 @@ pub async fn serve_conn(proxy: Arc<Proxy>, mut stream: TcpStream, conn: Conn, mu
         }
     }
 }
+
+/// A client connection the fast path can serve: TCP, or TLS over it.
+/// Writes are flushed at the end of each head and body piece, which costs
+/// nothing on TCP and pushes out what TLS holds back in its buffer.
+pub trait Client: AsyncRead + AsyncWrite + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Client for T {}
 
 /// How a connection leaves the fast path.
 enum End {
@@ -172,9 +179,9 @@ impl From<std::io::Error> for BrokeOff {
 }
 
 impl Proxy {
-    async fn run(
+    async fn run<C: Client>(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut C,
         buf: &mut BytesMut,
         conn: Conn,
         drain: &mut Drain,
@@ -243,7 +250,7 @@ impl Proxy {
 
     /// Answers a head that is refused (see [`super::framing`]) and closes
     /// the connection: what follows it cannot be told apart from a body.
-    async fn refuse(&self, stream: &mut TcpStream, why: Refusal) -> End {
+    async fn refuse<C: Client>(&self, stream: &mut C, why: Refusal) -> End {
         tracing::debug!(error = %why, "request refused");
         self.metrics.observe_unrouted(why.status(), Duration::ZERO);
         let _ = stream.write_all(refusal_response(why).as_bytes()).await;
@@ -267,14 +274,15 @@ impl Proxy {
             let xff = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")).map(|h| h.value);
             !route.opts.restricts() || route.opts.allows_forwarded(conn.peer.ip(), xff)
         };
-        (f.plain && (f.untouched || allowed())).then_some(route)
+        // Over TLS a route with `hsts=` adds a header: hyper's path does that.
+        (f.plain && (f.untouched || allowed()) && !(conn.tls && route.opts.hsts.is_some())).then_some(route)
     }
 
     /// Proxies one request whose head is parsed; `rest` is what the read
     /// buffer holds after the head (the body's start, maybe more requests).
-    async fn exchange(
+    async fn exchange<C: Client>(
         &self,
-        client: &mut TcpStream,
+        client: &mut C,
         rest: &[u8],
         req: &head::Request<'_, '_>,
         conn: Conn,
@@ -304,12 +312,21 @@ impl Proxy {
                 ));
             }
         };
+        // This one request goes to hyper (`Proxy::handle`).
+        let hand_off = || {
+            let body = BodyFraming { content_length: Some(req.content_length), chunked: false };
+            Next::HandOff(HandOff::Request(one::Boundary { head_len: req.len, body }))
+        };
+        if !conn.tls
+            && let Some(r) = &self.https_redirect
+            && r.applies(req.host, req.path)
+        {
+            return hand_off();
+        }
         let snapshot = self.shared.snapshot.load_full();
         let req_path = find::request_path(req.path, self.path_normalize);
-        let Some(route) = self.fast_route(&snapshot.table, req, &req_path, conn) else {
-            let body = BodyFraming { content_length: Some(req.content_length), chunked: false };
-            return Next::HandOff(HandOff::Request(one::Boundary { head_len: req.len, body }));
-        };
+        let Some(route) = self.fast_route(&snapshot.table, req, &req_path, conn) else { return hand_off() };
+        self.metrics.count_protocol(http::Version::HTTP_11, conn.tls);
         let body_in_buf = rest.len().min(usize::try_from(req.content_length).unwrap_or(usize::MAX));
         let body_left = req.content_length - body_in_buf as u64;
         let idempotent = answer::idempotent(req.method);
@@ -345,6 +362,7 @@ impl Proxy {
                     local_port: &io.local_port,
                     trusted: io.trusted,
                     prefix: prefix.unwrap_or_default(),
+                    tls: conn.tls,
                     host: answer::upstream_host(route, req.host, target),
                     base: if root_path { "" } else { target.url.path().trim_end_matches('/') },
                     path: &path,
@@ -392,9 +410,9 @@ impl Proxy {
     /// informational (1xx) responses. On success: the upstream connection
     /// and the response head (`io.up` holds `io.filled` bytes read). On
     /// failure: how far it got, and where the client's body is.
-    async fn attempt(
+    async fn attempt<C: Client>(
         &self,
-        client: &mut TcpStream,
+        client: &mut C,
         addr: SocketAddr,
         req: &head::Request<'_, '_>,
         body_left: u64,
@@ -476,9 +494,9 @@ impl Proxy {
     /// Sends the response head (in `io.out`) and the body to the client, and
     /// puts the upstream connection back in the pool when it is clean; with
     /// the bytes sent to the client.
-    async fn respond(
+    async fn respond<C: Client>(
         &self,
-        client: &mut TcpStream,
+        client: &mut C,
         answer: Answer,
         addr: SocketAddr,
         client_close: bool,
@@ -521,6 +539,7 @@ impl Proxy {
             client.write_all(&io.out).await?;
             client.write_all(&io.up[body_start..body_start + now]).await?;
         }
+        client.flush().await?;
         match left {
             None => {}
             Some(Body::Length(n)) => {
@@ -540,6 +559,7 @@ impl Proxy {
                 })?;
                 client.write_all(&io.up[..used]).await?;
                 sent += used as u64;
+                client.flush().await?;
                 if c.done() {
                     reusable &= used == n;
                     break;
@@ -552,6 +572,7 @@ impl Proxy {
                 }
                 client.write_all(&io.up[..n]).await?;
                 sent += n as u64;
+                client.flush().await?;
             },
         }
         if reusable {
@@ -564,9 +585,9 @@ impl Proxy {
     /// route's metrics. The client connection stays open only if the
     /// request's body was read whole (in the buffer, or sent).
     #[allow(clippy::too_many_arguments)]
-    async fn answer_own(
+    async fn answer_own<C: Client>(
         &self,
-        client: &mut TcpStream,
+        client: &mut C,
         r: answer::OwnAnswer,
         route: &Route,
         started: Instant,
@@ -578,7 +599,7 @@ impl Proxy {
         let body_read = body_in_buf as u64 == req.content_length || body == ClientBody::Sent;
         let close = req.close || !body_read;
         let out = plain_response(r.status, r.reason, r.body, close);
-        if client.write_all(out.as_bytes()).await.is_err() || close {
+        if client.write_all(out.as_bytes()).await.is_err() || client.flush().await.is_err() || close {
             return Next::Close;
         }
         Next::KeepAlive(req.len + body_in_buf)
@@ -675,9 +696,9 @@ enum HeadError {
 /// responses to the client, and writes the client's head into `io.out`
 /// (with `Connection: close` when the client connection ends after it).
 /// Returns what the proxy needs of the final response's head.
-async fn read_response_head(
+async fn read_response_head<C: Client>(
     up: &mut TcpStream,
-    client: &mut TcpStream,
+    client: &mut C,
     head_request: bool,
     client_close: bool,
     io: &mut Scratch,
@@ -715,6 +736,7 @@ async fn read_response_head(
                 head::write_client(&mut io.out, &resp, false);
                 let len = resp.len;
                 client.write_all(&io.out).await.map_err(HeadError::Io)?;
+                client.flush().await.map_err(HeadError::Io)?;
                 io.up.copy_within(len..filled, 0);
                 filled -= len;
                 continue;
@@ -734,9 +756,9 @@ async fn read_response_head(
 }
 
 /// Copies exactly `n` bytes from `from` to `to`.
-async fn copy_exact(
-    from: &mut TcpStream,
-    to: &mut TcpStream,
+async fn copy_exact<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    from: &mut R,
+    to: &mut W,
     mut n: u64,
     scratch: &mut Vec<u8>,
 ) -> std::io::Result<()> {
@@ -748,6 +770,7 @@ async fn copy_exact(
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         to.write_all(&scratch[..got]).await?;
+        to.flush().await?;
         n -= got as u64;
     }
     Ok(())

@@ -25,9 +25,9 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+use super::Client;
 use super::chunked::Chunked;
 use crate::proxy::Proxy;
 use crate::proxy::framing::BodyFraming;
@@ -55,16 +55,16 @@ enum Part {
 /// The client connection as hyper sees it: first the bytes the fast path
 /// read, then the socket; for one request, reads stop at its end (bytes
 /// after it stay in `pending` for the fast path). Writes go straight through.
-pub struct ClientIo {
-    stream: TcpStream,
+pub struct ClientIo<S> {
+    stream: S,
     pending: BytesMut,
     part: Part,
     body: BodyFraming,
 }
 
-impl ClientIo {
+impl<S> ClientIo<S> {
     /// The whole connection, `buf` read first.
-    pub fn whole(stream: TcpStream, buf: BytesMut) -> Self {
+    pub fn whole(stream: S, buf: BytesMut) -> Self {
         ClientIo { stream, pending: buf, part: Part::Unbounded, body: BodyFraming::default() }
     }
 
@@ -82,7 +82,7 @@ impl ClientIo {
     }
 }
 
-impl AsyncRead for ClientIo {
+impl<S: Client> AsyncRead for ClientIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if let Part::Unbounded = this.part {
@@ -135,7 +135,11 @@ impl AsyncRead for ClientIo {
 }
 
 /// Reads from the socket into `buf`'s spare room.
-fn tokio_util_read(stream: &mut TcpStream, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+fn tokio_util_read<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
     let spare = buf.spare_capacity_mut();
     let mut rb = ReadBuf::uninit(spare);
     std::task::ready!(Pin::new(stream).poll_read(cx, &mut rb))?;
@@ -145,7 +149,7 @@ fn tokio_util_read(stream: &mut TcpStream, cx: &mut Context<'_>, buf: &mut Bytes
     Poll::Ready(Ok(n))
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: Client> AsyncWrite for ClientIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
@@ -208,13 +212,13 @@ fn connection_has(headers: &http::HeaderMap, token: &str) -> bool {
 /// Serves the request at the front of `buf` with hyper; `Some` with the
 /// connection and the bytes that followed the request when it may carry
 /// another one, `None` when it has ended.
-pub async fn serve(
+pub async fn serve<S: Client + Send + 'static>(
     proxy: Arc<Proxy>,
-    stream: TcpStream,
+    stream: S,
     buf: BytesMut,
     boundary: Boundary,
     conn: Conn,
-) -> Option<(TcpStream, BytesMut)> {
+) -> Option<(S, BytesMut)> {
     let io = ClientIo { stream, pending: buf, part: Part::Head(boundary.head_len), body: boundary.body };
     let proxy_limits = proxy.head_limits;
     let keep_alive = Arc::new(AtomicBool::new(false));
@@ -279,6 +283,7 @@ pub async fn serve(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     async fn pair() -> (TcpStream, TcpStream) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -299,7 +304,7 @@ mod tests {
     }
 
     /// Reads what hyper would be given, until the boundary holds it back.
-    async fn given(io: &mut ClientIo) -> Vec<u8> {
+    async fn given(io: &mut ClientIo<TcpStream>) -> Vec<u8> {
         let mut out = Vec::new();
         let mut buf = [0u8; 7];
         while let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(50), io.read(&mut buf)).await {

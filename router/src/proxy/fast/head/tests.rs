@@ -130,6 +130,7 @@ fn up(host: &'static str, base: &'static str, path: &'static str) -> Upstream<'s
         client_v6: false,
         local_port: "9999",
         trusted: false,
+        tls: false,
         prefix: "",
         host,
         base,

@@ -1,0 +1,176 @@
+//! HTTPS at the edge: TLS termination with rustls (ring), certificates
+//! chosen by SNI from stores that are followed while the router runs.
+//!
+//! - [`cert`]: pairing files into bundles and checking them (pure);
+//! - [`store`]: the immutable set and the SNI choice, rustls's resolver;
+//! - [`sources`]: `dir:` and `consul:` stores feeding the set;
+//! - [`redirect`]: `--https-redirect`;
+//! - here: the server configuration, the handshake of one connection and
+//!   its outcome counters.
+//!
+//! After the handshake the connection goes where a plain one would:
+//! HTTP/1.1 to the fast path, `h2` (by ALPN) to hyper.
+
+pub mod cert;
+pub mod redirect;
+pub mod sources;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::proxy::Proxy;
+use crate::serve::{Conn, Drain, hyper_conn};
+
+pub use redirect::HttpsRedirect;
+pub use sources::Sources;
+pub use store::{Resolver, Store};
+use router::cli::TlsVersion;
+
+/// How handshakes ended, by the `result` label of `router_tls_handshakes_total`.
+#[derive(Default)]
+pub struct Handshakes {
+    /// Finished: the connection is served.
+    pub ok: AtomicU64,
+    /// The first bytes were no ClientHello (garbage, plain HTTP, cut short).
+    pub bad_hello: AtomicU64,
+    /// No certificate covers the name in strict mode, or none is loaded.
+    pub no_certificate: AtomicU64,
+    /// Failed after the ClientHello (no common version or cipher, the
+    /// client refused the certificate, the connection broke).
+    pub failed: AtomicU64,
+    /// Not finished within `--header-timeout`.
+    pub timeout: AtomicU64,
+}
+
+impl Handshakes {
+    pub fn rows(&self) -> [(&'static str, u64); 5] {
+        [
+            ("ok", self.ok.load(Ordering::Relaxed)),
+            ("bad_client_hello", self.bad_hello.load(Ordering::Relaxed)),
+            ("no_certificate", self.no_certificate.load(Ordering::Relaxed)),
+            ("failed", self.failed.load(Ordering::Relaxed)),
+            ("timeout", self.timeout.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+/// Everything a TLS listener and the admin pages need.
+pub struct Tls {
+    pub resolver: Arc<Resolver>,
+    pub config: Arc<ServerConfig>,
+    pub handshakes: Handshakes,
+}
+
+/// Sessions the server remembers for TLS 1.2 resumption by id; TLS 1.3
+/// resumption uses stateless tickets.
+const SESSION_CACHE: usize = 4096;
+
+impl Tls {
+    pub fn new(strict: bool, min: TlsVersion) -> Result<Tls, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let resolver = Arc::new(Resolver { store: ArcSwap::from_pointee(Store::default()), strict });
+        let versions: &[&rustls::SupportedProtocolVersion] = match min {
+            TlsVersion::V12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            TlsVersion::V13 => &[&rustls::version::TLS13],
+        };
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
+        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+        Ok(Tls { resolver, config: Arc::new(config), handshakes: Handshakes::default() })
+    }
+
+    pub fn provider(&self) -> Arc<CryptoProvider> {
+        self.config.crypto_provider().clone()
+    }
+
+    /// Runs the server side of the handshake within `limit`. `None` when it
+    /// did not finish; the outcome is counted either way, and the
+    /// connection is simply closed (there is no one to answer in HTTP).
+    pub async fn handshake(&self, tcp: TcpStream, limit: Duration) -> Option<(TlsStream<TcpStream>, bool)> {
+        let deadline = Instant::now() + limit;
+        let h = &self.handshakes;
+        let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+        let start = match tokio::time::timeout_at(deadline, acceptor).await {
+            Err(_) => return count(&h.timeout),
+            Ok(Err(_)) => return count(&h.bad_hello),
+            Ok(Ok(s)) => s,
+        };
+        // Strict refusal is decided here rather than inside the resolver, so
+        // it is counted apart from other failures.
+        let refused =
+            self.resolver.store.load().choose(start.client_hello().server_name(), self.resolver.strict).is_none();
+        if refused {
+            return count(&h.no_certificate);
+        }
+        match tokio::time::timeout_at(deadline, start.into_stream(self.config.clone())).await {
+            Err(_) => count(&h.timeout),
+            Ok(Err(_)) => count(&h.failed),
+            Ok(Ok(stream)) => {
+                h.ok.fetch_add(1, Ordering::Relaxed);
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                Some((stream, h2))
+            }
+        }
+    }
+}
+
+fn count<T>(c: &AtomicU64) -> Option<T> {
+    c.fetch_add(1, Ordering::Relaxed);
+    None
+}
+
+/// Runs a long-lived task for the life of the process: when it ends (it
+/// returned, or panicked) the end is logged with its reason and it is
+/// started again after a pause that grows to 30 s while it keeps ending.
+pub fn supervise<F, Fut>(name: String, make: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut backoff = consul::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        loop {
+            let started = Instant::now();
+            let reason = match tokio::spawn(make()).await {
+                Ok(()) => "returned".to_string(),
+                Err(e) if e.is_panic() => format!("panicked: {e}"),
+                Err(e) => e.to_string(),
+            };
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay();
+            tracing::error!(task = %name, %reason, restart_in = ?delay, "long-lived task ended; restarting");
+            tokio::time::sleep(delay).await;
+        }
+    });
+}
+
+/// Serves one connection of a TLS listener: the handshake, then HTTP/1.1
+/// on the fast path or `h2` on hyper, with the connection marked as TLS.
+pub async fn serve_conn(tls: Arc<Tls>, proxy: Arc<Proxy>, tcp: TcpStream, mut conn: Conn, drain: Drain) {
+    let Some((stream, h2)) = tls.handshake(tcp, proxy.header_timeout).await else { return };
+    conn.tls = true;
+    if h2 {
+        let p = proxy.clone();
+        let limits = proxy.head_limits;
+        hyper_conn(stream, conn, move |req, c| p.clone().handle(req, c), drain, proxy.header_timeout, limits).await;
+    } else {
+        crate::proxy::fast::serve_conn(proxy, stream, conn, drain).await;
+    }
+}
