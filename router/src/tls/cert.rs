@@ -157,4 +157,4 @@ pub fn load(bundle: &Bundle, source: &str, provider: &CryptoProvider, now: i64) 
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
