@@ -78,12 +78,13 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     };
     let tls = match cli.tls_addr.is_empty() {
         true => None,
-        false => Some(Arc::new(
-            tls::Tls::new(cli.tls_strict_sni, cli.tls_min_version).context("TLS server configuration")?,
-        )),
+        false => {
+            Some(Arc::new(tls::Tls::new(cli.tls_strict_sni, cli.tls_min_version).context("TLS server configuration")?))
+        }
     };
     if let Some(t) = &tls {
-        let sources = tls::Sources::new(&cli.cert_source, cli.tls_default_cert.clone(), t.resolver.clone(), t.provider());
+        let sources =
+            tls::Sources::new(&cli.cert_source, cli.tls_default_cert.clone(), t.resolver.clone(), t.provider());
         for (idx, source) in cli.cert_source.iter().enumerate() {
             sources.spawn(idx, source.clone(), consul.clone(), shared.clone(), timing);
         }

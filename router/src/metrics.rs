@@ -43,7 +43,9 @@ impl Metrics {
 
     /// `router_requests_by_protocol_total{protocol,tls}`.
     pub fn render_protocols(&self, out: &mut String) {
-        out.push_str("# HELP router_requests_by_protocol_total Requests by HTTP version and whether TLS carried them.\n");
+        out.push_str(
+            "# HELP router_requests_by_protocol_total Requests by HTTP version and whether TLS carried them.\n",
+        );
         out.push_str("# TYPE router_requests_by_protocol_total counter\n");
         for (name, row) in PROTOCOLS.iter().zip(&self.by_protocol) {
             for (tls, n) in row.iter().enumerate() {

@@ -309,7 +309,13 @@ mod tests {
     }
 
     fn client(ip: &str) -> ClientInfo<'static> {
-        ClientInfo { ip: ip.parse().unwrap(), host: "app.example.com:8080", local_port: 9999, trusted: false, tls: false }
+        ClientInfo {
+            ip: ip.parse().unwrap(),
+            host: "app.example.com:8080",
+            local_port: 9999,
+            trusted: false,
+            tls: false,
+        }
     }
 
     #[test]

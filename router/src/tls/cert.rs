@@ -61,10 +61,9 @@ pub fn bundles(entries: &BTreeMap<String, Vec<u8>>, origin: impl Fn(&str) -> Str
                     chain_pem: data.clone(),
                     key_pem: key.clone(),
                 }),
-                None => skipped.push(Skipped {
-                    origin: origin(entry),
-                    message: format!("no {name}-key.pem next to it"),
-                }),
+                None => {
+                    skipped.push(Skipped { origin: origin(entry), message: format!("no {name}-key.pem next to it") })
+                }
             }
         } else if let Some(name) = stem.strip_suffix("-key") {
             if !entries.contains_key(&format!("{name}-cert.pem")) {

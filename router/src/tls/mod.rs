@@ -33,9 +33,9 @@ use crate::proxy::Proxy;
 use crate::serve::{Conn, Drain, hyper_conn};
 
 pub use redirect::HttpsRedirect;
+use router::cli::TlsVersion;
 pub use sources::Sources;
 pub use store::{Resolver, Store};
-use router::cli::TlsVersion;
 
 /// How handshakes ended, by the `result` label of `router_tls_handshakes_total`.
 #[derive(Default)]

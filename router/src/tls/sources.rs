@@ -80,7 +80,14 @@ impl Sources {
 
     /// Starts following source `idx`, supervised: a watcher that ends is
     /// logged with its reason and started again after a pause.
-    pub fn spawn(self: &Arc<Self>, idx: usize, source: Source, consul: consul::Client, shared: Arc<discovery::Shared>, timing: Timing) {
+    pub fn spawn(
+        self: &Arc<Self>,
+        idx: usize,
+        source: Source,
+        consul: consul::Client,
+        shared: Arc<discovery::Shared>,
+        timing: Timing,
+    ) {
         let name = self.names[idx].clone();
         let this = self.clone();
         super::supervise(name.clone(), move || {

@@ -69,7 +69,9 @@ impl Store {
                     if !s.certs.is_empty() {
                         s.problems.push(Problem {
                             source: "--tls-default-cert".into(),
-                            message: format!("no certificate named {name:?} is loaded; the first loaded is the default"),
+                            message: format!(
+                                "no certificate named {name:?} is loaded; the first loaded is the default"
+                            ),
                         });
                     }
                     (!s.certs.is_empty()).then_some(0)
@@ -123,7 +125,11 @@ pub fn host_name(raw: &str) -> Cow<'_, str> {
         _ => raw,
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(host.to_ascii_lowercase()) } else { Cow::Borrowed(host) }
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// rustls's view of the current set: every handshake loads the set once.

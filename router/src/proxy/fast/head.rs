@@ -14,7 +14,9 @@ use std::mem::MaybeUninit;
 
 use super::one::Boundary;
 use crate::proxy::framing::{self, BodyFraming, Refusal, decimal};
-use crate::proxy::headers::{HOP_BY_HOP, KEPT_FROM_TRUSTED, forwarded_port, is_end_to_end, proto, write_forwarded_elem};
+use crate::proxy::headers::{
+    HOP_BY_HOP, KEPT_FROM_TRUSTED, forwarded_port, is_end_to_end, proto, write_forwarded_elem,
+};
 
 /// Header lines a head may have on the fast path; more go to hyper (which
 /// allows 100).
@@ -287,8 +289,12 @@ pub fn write_upstream(out: &mut Vec<u8>, req: &Request<'_, '_>, up: &Upstream<'_
     out.extend_from_slice(up.client_ip.as_bytes());
     out.extend_from_slice(b"\r\n");
     // In KEPT_FROM_TRUSTED's order.
-    let ours =
-        [proto(up.tls).as_bytes(), req.host.as_bytes(), forwarded_port(req.host, up.local_port).as_bytes(), up.client_ip.as_bytes()];
+    let ours = [
+        proto(up.tls).as_bytes(),
+        req.host.as_bytes(),
+        forwarded_port(req.host, up.local_port).as_bytes(),
+        up.client_ip.as_bytes(),
+    ];
     for ((name, value), kept) in KEPT_FROM_TRUSTED.iter().zip(ours).zip(kept) {
         if !kept && !value.is_empty() {
             header(out, name, value);

@@ -62,11 +62,7 @@ fn garbage_missing_parts_and_no_sans_are_refused() {
     let cases: [(Vec<u8>, Vec<u8>, &str); 5] = [
         (b"not a pem".to_vec(), k.clone(), "no CERTIFICATE"),
         (c.clone(), b"nothing".to_vec(), "private key"),
-        (
-            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(),
-            k.clone(),
-            "does not parse",
-        ),
+        (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(), k.clone(), "does not parse"),
         (c[..c.len() / 2].to_vec(), k.clone(), ""),
         (make(&["192.0.2.1"], 2040).0, make(&["192.0.2.1"], 2040).1, "no DNS name"),
     ];
