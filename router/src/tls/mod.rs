@@ -4,7 +4,7 @@
 //! - [`cert`]: pairing files into bundles and checking them (pure);
 //! - [`store`]: the immutable set and the SNI choice, rustls's resolver;
 //! - [`sources`]: `dir:` and `consul:` stores feeding the set;
-//! - [`redirect`]: `--https-redirect`;
+//! - [`redirect`]: the `--https-redirect` answer;
 //! - here: the server configuration, the handshake of one connection and
 //!   its outcome counters.
 //!
