@@ -40,8 +40,10 @@ pub use store::{Resolver, Store};
 /// How handshakes ended, by the `result` label of `router_tls_handshakes_total`.
 #[derive(Default)]
 pub struct Handshakes {
-    /// Finished: the connection is served.
+    /// Finished with a full handshake: the connection is served.
     pub ok: AtomicU64,
+    /// Finished by resuming an earlier session (ticket or session id).
+    pub resumed: AtomicU64,
     /// The first bytes were no ClientHello (garbage, plain HTTP, cut short).
     pub bad_hello: AtomicU64,
     /// No certificate covers the name in strict mode, or none is loaded.
@@ -54,9 +56,10 @@ pub struct Handshakes {
 }
 
 impl Handshakes {
-    pub fn rows(&self) -> [(&'static str, u64); 5] {
+    pub fn rows(&self) -> [(&'static str, u64); 6] {
         [
             ("ok", self.ok.load(Ordering::Relaxed)),
+            ("resumed", self.resumed.load(Ordering::Relaxed)),
             ("bad_client_hello", self.bad_hello.load(Ordering::Relaxed)),
             ("no_certificate", self.no_certificate.load(Ordering::Relaxed)),
             ("failed", self.failed.load(Ordering::Relaxed)),
@@ -121,7 +124,8 @@ impl Tls {
             Err(_) => count(&h.timeout),
             Ok(Err(_)) => count(&h.failed),
             Ok(Ok(stream)) => {
-                h.ok.fetch_add(1, Ordering::Relaxed);
+                let resumed = stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                if resumed { &h.resumed } else { &h.ok }.fetch_add(1, Ordering::Relaxed);
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 Some((stream, h2))
             }

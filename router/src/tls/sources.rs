@@ -51,7 +51,22 @@ impl Sources {
 
     /// Source `idx` now holds `entries` (name below the store -> contents):
     /// checks each certificate, then rebuilds and swaps in the whole set.
-    pub fn publish(&self, idx: usize, entries: &BTreeMap<String, Vec<u8>>, origin: impl Fn(&str) -> String) {
+    /// On a blocking thread: a thousand certificates take a while to check,
+    /// and that must not hold up a worker that serves requests.
+    async fn publish(
+        self: &Arc<Self>,
+        idx: usize,
+        entries: BTreeMap<String, Vec<u8>>,
+        origin: impl Fn(&str) -> String + Send + 'static,
+    ) {
+        let this = self.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || this.rebuild(idx, &entries, origin)).await {
+            tracing::error!(source = %self.names[idx], %error, "reading a certificate store failed");
+        }
+    }
+
+    fn rebuild(&self, idx: usize, entries: &BTreeMap<String, Vec<u8>>, origin: impl Fn(&str) -> String) {
+        let started = std::time::Instant::now();
         let source = &self.names[idx];
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let (bundles, skipped) = cert::bundles(entries, origin);
@@ -69,13 +84,14 @@ impl Sources {
         for p in &problems {
             tracing::warn!(source = %p.source, problem = %p.message, "certificate skipped");
         }
-        tracing::info!(source = %source, certificates = loaded.len(), skipped = problems.len(), "certificate store read");
+        let (count, skipped) = (loaded.len(), problems.len());
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         last[idx] = (loaded, problems);
         let all = last.iter().flat_map(|(l, _)| l.iter().cloned());
         let problems = last.iter().flat_map(|(_, p)| p.iter().cloned()).collect();
         let store = Store::build(all, self.default.as_deref(), problems);
         self.resolver.store.store(Arc::new(store));
+        tracing::info!(source = %source, certificates = count, skipped, took = ?started.elapsed(), "certificate store read");
     }
 
     /// Starts following source `idx`, supervised: a watcher that ends is
@@ -105,7 +121,7 @@ impl Sources {
         });
     }
 
-    async fn follow_dir(&self, idx: usize, path: PathBuf) {
+    async fn follow_dir(self: &Arc<Self>, idx: usize, path: PathBuf) {
         let mut seen: Option<BTreeMap<String, (SystemTime, u64)>> = None;
         let mut every = tokio::time::interval(DIR_POLL);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -142,13 +158,14 @@ impl Sources {
                 let names: Vec<String> = stamps.keys().cloned().collect();
                 tokio::task::spawn_blocking(move || read_files(&path, &names)).await.unwrap_or_default()
             };
-            self.publish(idx, &entries, |n| path.join(n).display().to_string());
+            let dir = path.clone();
+            self.publish(idx, entries, move |n| dir.join(n).display().to_string()).await;
             seen = Some(stamps);
         }
     }
 
     async fn follow_consul(
-        &self,
+        self: &Arc<Self>,
         idx: usize,
         name: String,
         prefix: String,
@@ -173,7 +190,8 @@ impl Sources {
                     .into_iter()
                     .filter_map(|p| Some((p.key.strip_prefix(prefix.as_str())?.to_string(), p.value)))
                     .collect();
-                self.publish(idx, &entries, |n| format!("{prefix}{n}"));
+                let prefix = prefix.clone();
+                self.publish(idx, entries, move |n| format!("{prefix}{n}")).await;
             }
         };
         tokio::join!(watch, apply);
