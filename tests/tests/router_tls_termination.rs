@@ -285,6 +285,8 @@ async fn sni_choice_protocols_headers_redirect_and_bad_input() {
     assert_eq!(router.fetch("plain.test", "/").await.0, 200);
 
     websocket_over_tls(port).await;
+    resumption(port, certs.work.path()).await;
+    assert!(metric(&router, "router_tls_handshakes_total{result=\"resumed\"}").await >= 1.0);
 
     // Bad input: each connection is closed, the listener keeps serving.
     let before = metric(&router, "router_tls_handshakes_total{result=\"bad_client_hello\"}").await;
@@ -315,6 +317,37 @@ async fn sni_choice_protocols_headers_redirect_and_bad_input() {
     assert_eq!(served(strict_port, Some("unknown.test")).await, None, "strict mode refuses");
     assert_eq!(served(strict_port, None).await.as_deref(), Some(a.as_str()));
     assert!(metric(&strict, "router_tls_handshakes_total{result=\"no_certificate\"}").await >= 1.0);
+}
+
+/// A TLS 1.3 session is resumed with the ticket the router sent: `s_client`
+/// saves the session after one request, and the next handshake reuses it.
+async fn resumption(port: u16, work: &Path) {
+    let session = work.join("session.pem");
+    let run = move |arg: &str, session: &Path| {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "a.test", "-ign_eof"])
+            .arg(arg)
+            .arg(session)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s_client");
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n");
+        String::from_utf8_lossy(&child.wait_with_output().expect("s_client ends").stdout).into_owned()
+    };
+    let out = tokio::task::spawn_blocking(move || {
+        let first = run("-sess_out", &session);
+        assert!(first.contains("HTTP/1.1 200"), "{first}");
+        run("-sess_in", &session)
+    })
+    .await
+    .expect("s_client task");
+    assert!(out.contains("Reused, TLSv1.3"), "session not resumed: {out}");
 }
 
 /// An upgrade over TLS (`wss://`): the backend echoes what follows the 101.
