@@ -68,10 +68,16 @@ fn put(dir: &Path, name: &str, data: &[u8]) {
 /// The serial of the certificate the TLS listener serves for `sni` (`None`:
 /// no SNI), or `None` when the handshake fails.
 async fn served(port: u16, sni: Option<&str>) -> Option<String> {
+    served_with(port, sni, &[]).await
+}
+
+/// [`served`] with more `s_client` options.
+async fn served_with(port: u16, sni: Option<&str>, extra: &[&str]) -> Option<String> {
     let sni = sni.map(str::to_string);
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new("openssl");
-        cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]);
+        cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]).args(&extra);
         match &sni {
             Some(s) => cmd.args(["-servername", s]),
             None => cmd.arg("-noservername"),
@@ -307,16 +313,23 @@ async fn sni_choice_protocols_headers_redirect_and_bad_input() {
         "{text}"
     );
 
+    // TLS 1.2 is accepted unless --tls-min-version 1.3.
+    assert_eq!(served_with(port, Some("a.test"), &["-tls1_2"]).await.as_deref(), Some(a.as_str()));
+
     // Strict SNI: a name no certificate covers is refused; clients without
-    // SNI still get the default (here the first loaded: `a`).
+    // SNI still get the default (here the first loaded: `a`). This router
+    // also refuses TLS 1.2.
     let strict_port = free_port();
-    let args = tls_args(strict_port, std::slice::from_ref(&source), &["--tls-strict-sni"]);
+    let strict_args = ["--tls-strict-sni", "--tls-min-version", "1.3"];
+    let args = tls_args(strict_port, std::slice::from_ref(&source), &strict_args);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let strict = Router::start(&consul, &args).await;
     wait_served(strict_port, Some("x.wild.test"), &wild, T).await;
     assert_eq!(served(strict_port, Some("unknown.test")).await, None, "strict mode refuses");
     assert_eq!(served(strict_port, None).await.as_deref(), Some(a.as_str()));
     assert!(metric(&strict, "router_tls_handshakes_total{result=\"no_certificate\"}").await >= 1.0);
+    assert_eq!(served_with(strict_port, Some("a.test"), &["-tls1_2"]).await, None, "TLS 1.2 refused");
+    assert!(metric(&strict, "router_tls_handshakes_total{result=\"failed\"}").await >= 1.0);
 }
 
 /// A TLS 1.3 session is resumed with the ticket the router sent: `s_client`

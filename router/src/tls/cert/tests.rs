@@ -93,3 +93,42 @@ fn files_are_paired_by_fabios_naming() {
     let s: Vec<(&str, &str)> = skipped.iter().map(|s| (s.origin.as_str(), s.message.as_str())).collect();
     assert_eq!(s, [("/d/c-cert.pem", "no c-key.pem next to it"), ("/d/d-key.pem", "no d-cert.pem next to it")]);
 }
+
+/// Hostile input: a valid certificate with random bytes of its DER changed
+/// (and cut short) is either refused with a reason or still loads; checking
+/// never panics. Seeded, so a failure repeats.
+#[test]
+fn corrupted_certificates_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let (c, k) = make(&["a.example.com"], 2040);
+    let der = CertificateDer::from_pem_slice(&c).expect("der").to_vec();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let p = provider();
+    for _ in 0..1000 {
+        let mut bad = der.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let i = rng.random_range(0..bad.len());
+            bad[i] = rng.random();
+        }
+        if rng.random_bool(0.2) {
+            bad.truncate(rng.random_range(0..bad.len()));
+        }
+        let text = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64_lines(&bad));
+        if let Err(e) = load(&bundle(text.into_bytes(), k.clone()), "s", &p, NOW) {
+            assert!(!e.is_empty());
+        }
+    }
+}
+
+/// Standard base64 in 64-character lines, as PEM has it.
+fn base64_lines(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out.as_bytes().chunks(64).map(|l| String::from_utf8_lossy(l).into_owned()).collect::<Vec<_>>().join("\n")
+}

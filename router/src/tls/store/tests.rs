@@ -87,3 +87,23 @@ fn the_resolver_sees_a_new_set_at_once() {
     r.store.store(Arc::new(Store::build([cert("n", "s", &["n.example.com"])], None, Vec::new())));
     assert_eq!(chosen(&r.store.load(), Some("a.example.com"), false), Some(("n".into(), Match::Default)));
 }
+
+/// Whatever a client puts in SNI (and whatever a Host header holds), the
+/// choice answers without panicking, and never with a non-default match
+/// for a name no certificate lists.
+#[test]
+fn arbitrary_names_are_answered() {
+    use rand::{Rng, SeedableRng};
+    let s = store(None);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let alphabet = b"abxy.-*:[]AZ09\xff";
+    for _ in 0..5000 {
+        let len = rng.random_range(0..300);
+        let name: String = (0..len).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect();
+        let chosen = s.choose(Some(&name), false).map(|(c, m)| (c.info.name.as_str(), m));
+        if !name.to_ascii_lowercase().contains("example") {
+            assert_eq!(chosen, Some(("first", Match::Default)), "{name:?}");
+        }
+        let _ = s.covers(&name);
+    }
+}
