@@ -3,6 +3,9 @@
 # dev agent, nginx configuration, the backend nginx serving a 100-byte
 # file, and the figures' arithmetic. Loopback only.
 
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-64}
+ROUNDS=${ROUNDS:-3}
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 

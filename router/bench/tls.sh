@@ -18,11 +18,7 @@
 # Usage: router/bench/tls.sh   (env: DURATION=5s CONNECTIONS=64 ROUNDS=3 CERTS=1000)
 set -euo pipefail
 
-DURATION=${DURATION:-5s}
-CONNECTIONS=${CONNECTIONS:-64}
-ROUNDS=${ROUNDS:-3}
 CERTS=${CERTS:-1000}
-
 source "$(dirname "$0")/common.sh"
 require consul nginx haproxy wrk h2load openssl taskset curl jq python3
 build_router
