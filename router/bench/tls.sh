@@ -5,10 +5,10 @@
 # in one run so every figure has its baselines measured at the same moment:
 #   1. HTTPS keep-alive requests/s (wrk over TLS 1.3);
 #   2. new TLS connections/s, one request each (wrk with `Connection:
-#      close`); whether those handshakes were full or resumed is read from
-#      the router's own counter and printed;
-#   3. sequential handshakes/s from one client (`openssl s_time`), full
-#      (`-new`) and with session resumption (`-reuse`);
+#      close`; wrk keeps its session, so most of these resume: the router's
+#      counts of full and resumed handshakes are printed);
+#   3. new TLS connections/s from $S_TIME parallel `openssl s_time`
+#      clients, full handshakes (`-new`) and resumed (`-reuse`);
 #   4. HTTP/2 over TLS (h2load, 10 connections x 10 streams);
 #   5. the router's RSS and load time with $CERTS certificates.
 # Rounds are interleaved and the median kept; ratios are router / nginx and
@@ -47,7 +47,7 @@ haproxy_port=$(free_port)
 cat >"$work/haproxy.cfg" <<EOF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
 defaults
   mode http
   timeout connect 5s
@@ -78,7 +78,8 @@ router_pid=$!
 pids+=("$router_pid")
 
 for port in "$router_tls" "$nginx_port" "$haproxy_port"; do
-  wait_for 30 curl -sfk "https://127.0.0.1:$port/index.html"
+  wait_for 30 curl -sfk "https://127.0.0.1:$port/index.html" ||
+    { tail -n 20 "$work/router.log" "$work/haproxy.log" "$work/proxy/error.log" >&2; exit 1; }
 done
 
 # --- measurements ------------------------------------------------------------
@@ -96,10 +97,16 @@ h2_measure() {
     /^requests:/ { n = $8 }
     END { printf "%.0f %.2f\n", rps, ticks * tick_us / (n ? n : 1) }' <<<"$out"
 }
-# openssl s_time: handshakes/s of one sequential client; $2 -new or -reuse.
+# openssl s_time: connections/s (one request each, HTTP/1.0) of $S_TIME
+# clients in parallel, each opening one connection after the other; $2 -new
+# (full handshakes) or -reuse (resumed).
+S_TIME=${S_TIME:-8}
 s_time() {
-  taskset -c "$CLIENT_CORE" openssl s_time -connect "$1" "$2" -time "$secs" -www /index.html 2>/dev/null |
-    awk '/connections in .* real seconds/ { printf "%.0f\n", $1 / $4 }' | tail -n1
+  local i
+  for ((i = 0; i < S_TIME; i++)); do
+    taskset -c "$CLIENT_CORE" openssl s_time -connect "$1" "$2" -time "$secs" -www /index.html 2>/dev/null |
+      awk '/connections in .* real seconds/ { printf "%.0f\n", $1 / $4 }' | tail -n1 &
+  done | awk '{ s += $1 } END { print s }'
 }
 
 names=(router nginx haproxy)
@@ -158,9 +165,9 @@ TLS 1.3, one ECDSA P-256 certificate; median of $ROUNDS interleaved rounds; back
 | measurement | router | nginx | HAProxy | router / nginx | router / HAProxy |
 | --- | ---: | ---: | ---: | ---: | ---: |
 | HTTPS keep-alive req/s (wrk -t1 -c$CONNECTIONS) | $(med ka.router) | $(med ka.nginx) | $(med ka.haproxy) | $(med ka.vs_nginx) | $(med ka.vs_haproxy) |
-| new TLS connections/s, one request each (wrk, Connection: close) | $(med new.router) | $(med new.nginx) | $(med new.haproxy) | $(med new.vs_nginx) | $(med new.vs_haproxy) |
-| sequential full handshakes/s (openssl s_time -new) | $(med full.router) | $(med full.nginx) | $(med full.haproxy) | $(med full.vs_nginx) | $(med full.vs_haproxy) |
-| sequential resumed handshakes/s (openssl s_time -reuse) | $(med reuse.router) | $(med reuse.nginx) | $(med reuse.haproxy) | $(med reuse.vs_nginx) | $(med reuse.vs_haproxy) |
+| new TLS connections/s, one request each (wrk -c$CONNECTIONS, Connection: close; mostly resumed) | $(med new.router) | $(med new.nginx) | $(med new.haproxy) | $(med new.vs_nginx) | $(med new.vs_haproxy) |
+| full TLS 1.3 handshakes/s, one request each ($S_TIME x openssl s_time -new) | $(med full.router) | $(med full.nginx) | $(med full.haproxy) | $(med full.vs_nginx) | $(med full.vs_haproxy) |
+| resumed handshakes/s, one request each ($S_TIME x openssl s_time -reuse) | $(med reuse.router) | $(med reuse.nginx) | $(med reuse.haproxy) | $(med reuse.vs_nginx) | $(med reuse.vs_haproxy) |
 | HTTP/2 req/s (h2load -c10 -m10) | $(med h2.router) | $(med h2.nginx) | $(med h2.haproxy) | $(med h2.vs_nginx) | $(med h2.vs_haproxy) |
 
 CPU per request (keep-alive, us): router $(median <"$work/ka.router" | cut -d' ' -f3), nginx $(median <"$work/ka.nginx" | cut -d' ' -f3), HAProxy $(median <"$work/ka.haproxy" | cut -d' ' -f3).
