@@ -178,3 +178,30 @@ pub async fn serve_conn(tls: Arc<Tls>, proxy: Arc<Proxy>, tcp: TcpStream, mut co
         crate::proxy::fast::serve_conn(proxy, stream, conn, drain).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A watcher that panics or returns is started again.
+    #[tokio::test]
+    async fn supervised_tasks_are_restarted() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let s = starts.clone();
+        supervise("test".into(), move || {
+            let s = s.clone();
+            async move {
+                if s.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("first run fails");
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while starts.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(starts.load(Ordering::SeqCst) >= 3, "restarted after a panic and after returning");
+    }
+}
