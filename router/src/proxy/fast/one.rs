@@ -33,6 +33,9 @@ use crate::proxy::Proxy;
 use crate::proxy::framing::BodyFraming;
 use crate::serve::{Conn, RespBody};
 
+/// Longest wait to end a connection hyper's request ended.
+const SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Where the request hyper is reading ends.
 #[derive(Debug, Clone, Copy)]
 pub struct Boundary {
@@ -270,8 +273,12 @@ pub async fn serve<S: Client + Send + 'static>(
         tracing::debug!(peer = %conn.peer, %error, "connection ended with an error");
     }
     let parts = c.into_parts();
-    let io = parts.io.into_inner();
+    let mut io = parts.io.into_inner();
     if result.is_err() || !keep_alive.load(Ordering::Relaxed) || !matches!(io.part, Part::Done) {
+        // Ended properly: over TLS that sends close_notify, without which a
+        // client (OpenSSL) will not resume the session. Bounded, as a
+        // client that reads nothing could hold the write forever.
+        let _ = tokio::time::timeout(SHUTDOWN, tokio::io::AsyncWriteExt::shutdown(&mut io.stream)).await;
         return None;
     }
     let mut rest = BytesMut::from(&parts.read_buf[..]);
