@@ -123,6 +123,10 @@ async fn curl(port: u16, host: &str, path: &str, http2: bool) -> (u16, String, S
                 if http2 { "--http2" } else { "--http1.1" },
                 "--resolve",
                 &format!("{host}:{port}:127.0.0.1"),
+                // Without the port: a Host with a port other than the
+                // scheme's is routed by host:port (fabio's rule).
+                "-H",
+                &format!("host: {host}"),
                 "-w",
                 "\n%{http_code} %{http_version}",
                 &format!("https://{host}:{port}{path}"),
