@@ -13,7 +13,6 @@ use http::Version;
 use router::routes::Table;
 use router::routes::stats::{BUCKETS, RouteStats, Series};
 use router::routes::tcp::TcpStats;
-use std::sync::atomic::AtomicU64;
 
 use crate::proxy::answer::Failures;
 
