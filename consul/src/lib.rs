@@ -12,7 +12,6 @@
 //! tells an operator what to fix.
 
 mod agent;
-mod backoff;
 mod blocking;
 mod catalog;
 mod client;
@@ -22,7 +21,6 @@ mod kv;
 mod types;
 
 pub use agent::TtlStatus;
-pub use backoff::Backoff;
 pub use blocking::{QueryOptions, Response, WatchIndex};
 pub use client::{Client, Config, usable_in_path};
 pub use error::Error;

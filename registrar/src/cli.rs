@@ -2,8 +2,17 @@
 //! variable so the registrar can run from a unit file or a DaemonSet.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use kit::duration::{Bounds, between};
+
+/// `--resync`: at least a second (a tighter loop would only load the
+/// agent), at most a day; a bare number is seconds, as it always was.
+const RESYNC: Bounds = between(Duration::from_secs(1), Duration::from_secs(86_400)).or_seconds();
+/// `--ready-timeout`: zero registers at once; past an hour a container
+/// that never listens has long been worth a warning.
+const READY_TIMEOUT: Bounds = between(Duration::ZERO, Duration::from_secs(3600));
 
 /// Where workloads are discovered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,15 +57,16 @@ pub struct Cli {
     #[arg(long, env = "REGISTRAR_HOST_IP")]
     pub host_ip: Option<IpAddr>,
 
-    /// Seconds between full reconciles with Consul.
-    #[arg(long, env = "REGISTRAR_RESYNC", default_value_t = 30)]
-    pub resync: u64,
+    /// Time between full reconciles with Consul (`30s`, `5m`; a bare
+    /// number is seconds).
+    #[arg(long, env = "REGISTRAR_RESYNC", default_value = "30s", value_parser = RESYNC)]
+    pub resync: Duration,
 
     /// How long a started container without a HEALTHCHECK may take to
     /// accept connections on its ports before it is registered anyway
     /// (0: register at once).
-    #[arg(long, env = "REGISTRAR_READY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub ready_timeout: std::time::Duration,
+    #[arg(long, env = "REGISTRAR_READY_TIMEOUT", default_value = "10s", value_parser = READY_TIMEOUT)]
+    pub ready_timeout: Duration,
 
     /// Extra tags added to every service (comma-separated).
     #[arg(long, env = "REGISTRAR_TAGS", value_delimiter = ',')]

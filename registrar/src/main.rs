@@ -5,22 +5,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use kit::{StopWatch, Supervisor};
 use registrar::cli::{Cli, Source};
 use registrar::conventions::Options;
 use registrar::{docker, kubernetes, sync};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
-use tracing::{error, info};
-use tracing_subscriber::EnvFilter;
+use tracing::info;
+
+/// How long the tasks get to finish after the stop.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    kit::log::init();
+    let signals = kit::shutdown::Signals::install().context("installing the SIGTERM/SIGINT handlers")?;
     let node = match cli.node_name.clone().filter(|n| !n.is_empty()) {
         Some(n) => n,
         None => hostname().context("no --node-name and the hostname is unreadable")?,
@@ -29,9 +28,12 @@ async fn main() -> anyhow::Result<()> {
         .context("Consul address")?;
     info!(node = %node, consul = %cli.consul_addr, source = ?cli.source, "registrar starting");
 
-    // Sources -> one channel -> the sync loop. Each source is a sender.
+    // Sources -> one channel -> the sync loop. Each source is a sender. The
+    // sync loop owns the desired state and each source its connection, so
+    // none can be restarted alone: any of them ending stops the process
+    // (non-zero), and the next start reconciles.
+    let mut tasks = Supervisor::new();
     let (tx, rx) = mpsc::channel(1024);
-    let mut sources = JoinSet::new();
     if matches!(cli.source, Source::Docker | Source::All) {
         let host_ip = match cli.host_ip {
             Some(ip) => ip,
@@ -45,46 +47,35 @@ async fn main() -> anyhow::Result<()> {
         };
         let settings = docker::Settings { node: node.clone(), internal: cli.internal, host_ip };
         let (host, tx, ready_timeout) = (cli.docker_host.clone(), tx.clone(), cli.ready_timeout);
-        sources.spawn(async move {
-            docker::run(host, settings, ready_timeout, tx).await;
-            Ok::<_, anyhow::Error>(())
+        tasks.spawn_essential("docker source", move |stop| {
+            until_stopped(stop, async move {
+                docker::run(host, settings, ready_timeout, tx).await;
+                Ok(())
+            })
         });
     }
     if matches!(cli.source, Source::Kubernetes | Source::All) {
         let (node, tx) = (node.clone(), tx.clone());
-        sources.spawn(async move { kubernetes::run(node, tx).await.context("kubernetes source") });
+        tasks.spawn_essential("kubernetes source", move |stop| {
+            until_stopped(stop, async move { kubernetes::run(node, tx).await.context("kubernetes source") })
+        });
     }
     drop(tx);
 
-    let config = sync::Config {
-        node,
-        options: Options { extra_tags: cli.tags.clone() },
-        resync: Duration::from_secs(cli.resync.max(1)),
-    };
-    let sync = tokio::spawn(sync::Sync::new(consul, config).run(rx));
+    let config = sync::Config { node, options: Options { extra_tags: cli.tags.clone() }, resync: cli.resync };
+    let sync = sync::SyncLoop::new(consul, config);
+    tasks.spawn_essential("sync loop", move |stop| sync.run(rx, stop));
 
-    tokio::select! {
-        Some(done) = sources.join_next() => {
-            let result = done.context("source task panicked")?;
-            if let Err(e) = &result {
-                error!(error = %format!("{e:#}"), "a workload source stopped");
-            }
-            result?;
-        }
-        _ = sync => {}
-        _ = shutdown() => info!("stopping; registrations stay until the next start reconciles them"),
-    }
+    tasks.run(signals, STOP_GRACE).await?;
+    info!("stopped; registrations stay until the next start reconciles them");
     Ok(())
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        }
-        _ => std::future::pending().await,
+/// Runs a source until it ends or the process stops.
+async fn until_stopped(mut stop: StopWatch, source: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::select! {
+        end = source => end,
+        () = stop.stopped() => Ok(()),
     }
 }
 

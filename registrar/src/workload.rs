@@ -47,7 +47,7 @@ impl fmt::Display for SourceKind {
 /// The parts of a service ID after the node: `<container>` for Docker,
 /// `<namespace>:<pod>` for Kubernetes. Also names the workload in warnings.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Instance {
+pub enum WorkloadName {
     /// A container by name (without Docker's leading `/`).
     Container { name: String },
     /// A pod by namespace and name, and its controller (the
@@ -57,12 +57,12 @@ pub enum Instance {
     Pod { namespace: String, name: String, owner: Option<String> },
 }
 
-impl fmt::Display for Instance {
+impl fmt::Display for WorkloadName {
     /// The ID fragment: `web-1` or `default:web-7d9f`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Instance::Container { name } => f.write_str(name),
-            Instance::Pod { namespace, name, .. } => write!(f, "{namespace}:{name}"),
+            WorkloadName::Container { name } => f.write_str(name),
+            WorkloadName::Pod { namespace, name, .. } => write!(f, "{namespace}:{name}"),
         }
     }
 }
@@ -118,14 +118,15 @@ pub struct Workload {
     pub key: String,
     /// Node name: first part of every service ID and the owner in meta.
     pub node: String,
-    pub instance: Instance,
+    pub name: WorkloadName,
     /// Image reference as given (`registry:5000/team/web:1.2`); the default
     /// service name is derived from it.
     pub image: String,
     /// Environment variables (literal values only).
     pub env: BTreeMap<String, String>,
-    /// Docker labels or pod annotations; they beat `env` for the same key.
-    pub labels: BTreeMap<String, String>,
+    /// The workload's key-value metadata: Docker labels, or pod
+    /// annotations (not pod labels); they beat `env` for the same key.
+    pub metadata: BTreeMap<String, String>,
     pub ports: Vec<Port>,
     /// The workload's own IPs on the network it uses (container IP, pod
     /// IPs). IPv4 is preferred when both families are present.
@@ -155,10 +156,10 @@ mod tests {
             source: SourceKind::Docker,
             key: "abc".into(),
             node: "n1".into(),
-            instance: Instance::Container { name: "web".into() },
+            name: WorkloadName::Container { name: "web".into() },
             image: "web".into(),
             env: BTreeMap::new(),
-            labels: BTreeMap::new(),
+            metadata: BTreeMap::new(),
             ports: vec![],
             addresses,
             addressing: Addressing::Workload,
@@ -176,10 +177,10 @@ mod tests {
     }
 
     #[test]
-    fn instance_renders_as_id_fragment() {
-        assert_eq!(Instance::Container { name: "web".into() }.to_string(), "web");
+    fn workload_name_renders_as_id_fragment() {
+        assert_eq!(WorkloadName::Container { name: "web".into() }.to_string(), "web");
         assert_eq!(
-            Instance::Pod { namespace: "default".into(), name: "web-1".into(), owner: None }.to_string(),
+            WorkloadName::Pod { namespace: "default".into(), name: "web-1".into(), owner: None }.to_string(),
             "default:web-1"
         );
     }

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use router::cli::Strategy;
+use router::routes::Strategy;
 use router::routes::{Instance, Table};
 
 /// One instance per host: `hostN.example.com/` with two paths, and a wildcard

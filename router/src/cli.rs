@@ -7,17 +7,42 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use clap::{ArgAction, Parser, ValueEnum};
+use kit::duration::{Bounds, between};
+use router::routes;
+use router::routes::PortRanges;
+use router::routes::options::Cidr;
 
-use crate::routes::PortRanges;
-use crate::routes::options::Cidr;
+const MS: Duration = Duration::from_millis(1);
+const SEC: Duration = Duration::from_secs(1);
+const DAY: Duration = Duration::from_secs(86_400);
 
-/// How one instance is picked among a route's targets.
+/// Bounds of the duration flags (docs/router.md). Timeouts: a zero one
+/// would fail every request, and a day is far past any client's patience
+/// while far from overflowing `Instant` arithmetic.
+const TIMEOUT: Bounds = between(MS, DAY);
+const GRACE: Bounds = between(Duration::ZERO, Duration::from_secs(3600));
+/// Consul caps a blocking query's wait at 10 minutes.
+const CONSUL_WAIT: Bounds = between(Duration::from_millis(100), Duration::from_secs(600));
+const MAX_STALE: Bounds = between(Duration::from_millis(100), Duration::from_secs(3600));
+/// Merging stops at 50 ms (discovery's MAX_COALESCE) whatever this says.
+const COALESCE: Bounds = between(Duration::ZERO, SEC);
+
+/// `--strategy`: how one instance is picked among a route's targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Strategy {
     /// Round robin, in proportion to weights.
     Rr,
     /// Random, in proportion to weights.
     Rnd,
+}
+
+impl From<Strategy> for routes::Strategy {
+    fn from(s: Strategy) -> Self {
+        match s {
+            Strategy::Rr => routes::Strategy::Rr,
+            Strategy::Rnd => routes::Strategy::Rnd,
+        }
+    }
 }
 
 /// Lowest TLS version the TLS listeners accept.
@@ -97,19 +122,19 @@ pub struct Cli {
 
     /// Longest wait for an upstream's response headers before answering 504
     /// (e.g. `30s`, `2.5s`, `500ms`).
-    #[arg(long, env = "ROUTER_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ROUTER_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = TIMEOUT)]
     pub upstream_timeout: Duration,
 
     /// Longest wait for a TCP (and TLS) connection to an upstream; an
     /// idempotent request that cannot connect is retried on another instance.
-    #[arg(long, env = "ROUTER_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ROUTER_CONNECT_TIMEOUT", default_value = "2s", value_parser = TIMEOUT)]
     pub connect_timeout: Duration,
 
     /// How long a client has to send each request's headers, counted from
     /// when the connection is ready for a request (idle keep-alive time
     /// included); then the connection is closed. Guards against clients that
     /// hold connections open without sending (slowloris).
-    #[arg(long, env = "ROUTER_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ROUTER_HEADER_TIMEOUT", default_value = "30s", value_parser = TIMEOUT)]
     pub header_timeout: Duration,
 
     /// Largest request head (request line and header lines) in bytes; a
@@ -138,18 +163,18 @@ pub struct Cli {
 
     /// On SIGTERM/SIGINT: how long in-flight requests may still run after the
     /// listeners close.
-    #[arg(long, env = "ROUTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ROUTER_SHUTDOWN_GRACE", default_value = "10s", value_parser = GRACE)]
     pub shutdown_grace: Duration,
 
     /// Wait time of each Consul blocking query; a query without an answer
     /// after twice this is abandoned and restarted.
-    #[arg(long, env = "ROUTER_CONSUL_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ROUTER_CONSUL_WAIT", default_value = "60s", value_parser = CONSUL_WAIT)]
     pub consul_wait: Duration,
 
     /// Longest `X-Consul-LastContact` of an answer still taken as fresh, and
     /// how long no leader may be seen before `/health/consul` fails. Longer
     /// than a leader election, so an election fails no node.
-    #[arg(long, env = "ROUTER_CONSUL_MAX_STALE", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ROUTER_CONSUL_MAX_STALE", default_value = "10s", value_parser = MAX_STALE)]
     pub consul_max_stale: Duration,
 
     /// Admin address of the local vipd (its `/status` is shown on the page
@@ -169,7 +194,7 @@ pub struct Cli {
 
     /// A TCP route's connection with no byte in either direction for this
     /// long is closed.
-    #[arg(long, env = "ROUTER_TCP_IDLE_TIMEOUT", default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ROUTER_TCP_IDLE_TIMEOUT", default_value = "1h", value_parser = TIMEOUT)]
     pub tcp_idle_timeout: Duration,
 
     /// Peers (CIDR blocks or addresses, comma-separated) whose connections
@@ -179,11 +204,11 @@ pub struct Cli {
     pub proxy_protocol_from: Vec<Cidr>,
 
     /// How long a peer in --proxy-protocol-from has to send its PROXY header.
-    #[arg(long, env = "ROUTER_PROXY_PROTOCOL_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ROUTER_PROXY_PROTOCOL_TIMEOUT", default_value = "5s", value_parser = TIMEOUT)]
     pub proxy_protocol_timeout: Duration,
 
     /// How long to merge a burst of Consul changes into one table update.
-    #[arg(long, env = "ROUTER_COALESCE", default_value = "3ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ROUTER_COALESCE", default_value = "3ms", value_parser = COALESCE)]
     pub coalesce: Duration,
 
     /// Normalise request paths before routing and forward the normalised
@@ -211,12 +236,12 @@ pub struct Cli {
 
     /// Access log: `stdout`, `stderr`, a file path (appended to) or `off`.
     #[arg(long, env = "ROUTER_ACCESS_LOG", default_value = "off")]
-    pub access_log: crate::access::Target,
+    pub access_log: router::access::Target,
 
     /// Access log line format: `common`, `combined`, `json`, or a template
     /// of `$fields` (docs/router.md lists them).
-    #[arg(long, env = "ROUTER_ACCESS_LOG_FORMAT", default_value = "common", value_parser = crate::access::Format::parse)]
-    pub access_log_format: crate::access::Format,
+    #[arg(long, env = "ROUTER_ACCESS_LOG_FORMAT", default_value = "common", value_parser = router::access::Format::parse)]
+    pub access_log_format: router::access::Format,
 
     /// Request ID header: passed upstream and logged; generated (a UUID)
     /// when the request has none. Unset: no request IDs.

@@ -2,6 +2,5 @@
 //! (main.rs) and the benchmarks, which cannot reach into a binary crate.
 
 pub mod access;
-pub mod cli;
 pub mod proxy_protocol;
 pub mod routes;

@@ -4,9 +4,12 @@
 //! Data flow: discovery (Consul blocking queries) -> an immutable routing
 //! table swapped in with arc-swap -> the proxy and the admin listener, which
 //! only read it. SIGTERM/SIGINT stop the listeners and drain in-flight
-//! requests up to `--shutdown-grace`.
+//! requests up to `--shutdown-grace`. Every long-lived task runs under one
+//! supervisor (edge-kit): discovery and the pool sweeper are restarted if
+//! they end, a listener's end stops the process non-zero.
 
 mod admin;
+mod cli;
 mod discovery;
 mod memory;
 mod metrics;
@@ -16,27 +19,20 @@ mod serve;
 mod tcp;
 mod tls;
 
-use router::{access, cli, routes};
+use router::{access, routes};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use kit::{Backoff, OnEnd, Supervisor};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 
 fn main() -> anyhow::Result<()> {
     memory::tune();
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    kit::log::init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,6 +41,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    let signals = kit::shutdown::Signals::install().context("installing the SIGTERM/SIGINT handlers")?;
+    let mut tasks = Supervisor::new();
     let consul =
         consul::Client::with_config(consul::Config::new(cli.consul_addr.clone()).token(cli.consul_token.clone()))
             .context("Consul address")?;
@@ -86,27 +84,28 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         let sources =
             tls::Sources::new(&cli.cert_source, cli.tls_default_cert.clone(), t.resolver.clone(), t.provider());
         for (idx, source) in cli.cert_source.iter().enumerate() {
-            sources.spawn(idx, source.clone(), consul.clone(), shared.clone(), timing);
+            sources.spawn(&mut tasks, idx, source.clone(), consul.clone(), shared.clone(), timing);
         }
     }
-    discovery::spawn(
-        consul,
-        discovery::Config {
-            tag_prefix: cli.tag_prefix.clone(),
-            overrides_key: cli.overrides_key.clone(),
-            no_route_html_key: cli.no_route_html_key.clone(),
-            timing,
-            coalesce: cli.coalesce,
-            limits: discovery::Limits { tag_bytes: cli.max_tag_bytes, overrides_bytes: cli.max_overrides_bytes },
-            tcp_ports: cli.tcp_ports.clone(),
-        },
-        shared.clone(),
-    );
+    let discovery_config = discovery::Config {
+        tag_prefix: cli.tag_prefix.clone(),
+        overrides_key: cli.overrides_key.clone(),
+        no_route_html_key: cli.no_route_html_key.clone(),
+        timing,
+        coalesce: cli.coalesce,
+        limits: discovery::Limits { tag_bytes: cli.max_tag_bytes, overrides_bytes: cli.max_overrides_bytes },
+        tcp_ports: cli.tcp_ports.clone(),
+    };
+    let restart = || OnEnd::Restart(Backoff::new(Duration::from_millis(100), Duration::from_secs(5)));
+    let discovery_shared = shared.clone();
+    tasks.spawn("discovery", restart(), move |stop| {
+        discovery::run(consul.clone(), discovery_config.clone(), discovery_shared.clone(), stop)
+    });
 
     let proxy = Arc::new(proxy::Proxy {
         shared: shared.clone(),
         upstreams: proxy::Upstreams::new(cli.connect_timeout).context("TLS client configuration")?,
-        strategy: cli.strategy,
+        strategy: cli.strategy.into(),
         upstream_timeout: cli.upstream_timeout,
         metrics: metrics.clone(),
         pool: proxy::fast::Pool::new(256, proxy::fast::IDLE_TIMEOUT),
@@ -126,20 +125,26 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             }
             _ => None,
         },
+        stop: tasks.stop().watch(),
     });
     let sweeper = proxy.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(proxy::fast::IDLE_TIMEOUT / 3);
-        loop {
-            every.tick().await;
-            sweeper.pool.sweep();
+    tasks.spawn("pool sweeper", restart(), move |mut stop| {
+        let sweeper = sweeper.clone();
+        async move {
+            let mut every = tokio::time::interval(proxy::fast::IDLE_TIMEOUT / 3);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => sweeper.pool.sweep(),
+                    () = stop.stopped() => return Ok::<(), std::convert::Infallible>(()),
+                }
+            }
         }
     });
     let proxy_in = tcp::ProxyIn { trusted: cli.proxy_protocol_from.clone(), timeout: cli.proxy_protocol_timeout };
     let tcp = Arc::new(tcp::Tcp {
         shared: shared.clone(),
         bind: cli.tcp_bind,
-        strategy: cli.strategy,
+        strategy: cli.strategy.into(),
         connect_timeout: cli.connect_timeout,
         idle_timeout: cli.tcp_idle_timeout,
         proxy_in: proxy_in.clone(),
@@ -154,53 +159,47 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         accepting: accepting.clone(),
         vipd: cli.vipd_addr.map(admin::Vipd::new),
         tls: tls.clone(),
+        tasks: tasks.health(),
     });
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut servers = tokio::task::JoinSet::new();
+    let grace = cli.shutdown_grace;
     for l in proxy_listeners {
         tracing::info!(addr = %l.local_addr()?, "proxy listening");
-        let p = proxy.clone();
-        let pin = proxy_in.clone();
-        servers.spawn(serve::serve(
-            "proxy",
-            l,
-            move |mut stream, conn, drain| {
+        let (p, pin, accepting) = (proxy.clone(), proxy_in.clone(), accepting.clone());
+        tasks.spawn_essential("proxy listener", move |stop| async move {
+            let on_conn = move |mut stream, conn: serve::Conn, drain| {
                 let (p, pin) = (p.clone(), pin.clone());
                 async move {
                     // PROXY in: the header's address is the client's from here on.
                     let Some(peer) = pin.client(&mut stream, conn.peer).await else { return };
                     proxy::fast::serve_conn(p, stream, serve::Conn { peer, ..conn }, drain).await
                 }
-            },
-            stop_rx.clone(),
-            cli.shutdown_grace,
-            accepting.clone(),
-        ));
+            };
+            serve::serve("proxy", l, on_conn, stop.receiver(), grace, accepting).await;
+            Ok::<(), std::convert::Infallible>(())
+        });
     }
     tracing::info!(ports = %cli.tcp_ports, bind = %cli.tcp_bind, "TCP routes may open these ports");
-    servers.spawn(tcp::run(tcp, stop_rx.clone(), cli.shutdown_grace));
+    tasks.spawn_essential("tcp routes", move |stop| async move {
+        tcp::run(tcp, stop.receiver(), grace).await;
+        Ok::<(), std::convert::Infallible>(())
+    });
     if let Some(t) = &tls {
         for l in tls_listeners {
             tracing::info!(addr = %l.local_addr()?, "TLS listening");
-            let p = proxy.clone();
-            let t = t.clone();
-            servers.spawn(serve::serve(
-                "tls",
-                l,
-                move |stream, conn, drain| tls::serve_conn(t.clone(), p.clone(), stream, conn, drain),
-                stop_rx.clone(),
-                cli.shutdown_grace,
+            let (p, t) = (proxy.clone(), t.clone());
+            tasks.spawn_essential("tls listener", move |stop| async move {
+                let on_conn = move |stream, conn, drain| tls::serve_conn(t.clone(), p.clone(), stream, conn, drain);
                 // Not the proxy listeners /health counts.
-                Arc::new(serve::Accepting::default()),
-            ));
+                let accepting = Arc::new(serve::Accepting::default());
+                serve::serve("tls", l, on_conn, stop.receiver(), grace, accepting).await;
+                Ok::<(), std::convert::Infallible>(())
+            });
         }
     }
     tracing::info!(addr = %admin_listener.local_addr()?, "admin listening");
-    servers.spawn(serve::serve(
-        "admin",
-        admin_listener,
-        move |stream, conn, drain| {
+    tasks.spawn_essential("admin listener", move |stop| async move {
+        let on_conn = move |stream, conn, drain| {
             let a = admin.clone();
             serve::hyper_conn(
                 stream,
@@ -210,20 +209,14 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
                 serve::ADMIN_HEADER_TIMEOUT,
                 serve::HeadLimits::DEFAULT,
             )
-        },
-        stop_rx,
-        cli.shutdown_grace,
-        Arc::new(serve::Accepting::default()),
-    ));
+        };
+        serve::serve("admin", admin_listener, on_conn, stop.receiver(), grace, Arc::new(serve::Accepting::default()))
+            .await;
+        Ok::<(), std::convert::Infallible>(())
+    });
 
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
-        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
-    }
-    let _ = stop_tx.send(true);
-    while servers.join_next().await.is_some() {}
+    // The listeners drain for up to the grace; a little more for the rest.
+    tasks.run(signals, grace + Duration::from_secs(1)).await?;
     tracing::info!("stopped");
     Ok(())
 }

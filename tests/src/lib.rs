@@ -11,6 +11,8 @@
 //! - [`kube_api::KubeApiServer`]: a stand-in Kubernetes API server for pods
 //!   (list/watch wire format, 410 Expired, selectors); no real one can be
 //!   installed on these machines.
+//! - [`router`]: a router daemon on free ports, loopback backends that
+//!   answer with what they received, and Consul registration helpers.
 //! - [`netns::Topology`]: hosts on a bridge in network namespaces, and
 //!   [`vrrp`]: vipd, keepalived, HTTP servers and injected VRRP packets on it.
 //! - [`edge::EdgeCluster`]: the whole edge on such a topology (three nodes
@@ -28,6 +30,7 @@ pub mod kube_api;
 pub mod netns;
 pub mod ports;
 pub mod process;
+pub mod router;
 pub mod vrrp;
 pub mod wait;
 

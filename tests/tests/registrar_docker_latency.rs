@@ -13,13 +13,11 @@
 //! -p integration-tests -E 'binary(registrar_docker_latency)' --no-capture`
 //! (add `--release` to both for release figures).
 
-mod router_support;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use integration_tests::docker::{Container, TestImage, docker, unique};
+use integration_tests::router::{Backend, Router, register};
 use integration_tests::{ConsulAgent, Daemon};
-use router_support::{Backend, Router, register};
 
 const SAMPLES: usize = 7;
 const GIVE_UP: Duration = Duration::from_secs(10);

@@ -2,13 +2,11 @@
 //! an instance without checks, KV overrides with one bad line, and a Consul
 //! outage and restart that never cost a route while Consul is gone.
 
-mod router_support;
-
 use std::time::Duration;
 
 use consul::TtlStatus;
+use integration_tests::router::{Backend, Router, register, register_with, ttl_check};
 use integration_tests::{ConsulAgent, wait_until};
-use router_support::{Backend, Router, register, register_with, ttl_check};
 
 const T: Duration = Duration::from_secs(10);
 

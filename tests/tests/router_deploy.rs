@@ -13,15 +13,13 @@
 //! SIGTERM (busybox as PID 1), so `docker stop -t 1` kills them a second
 //! after the stop signal, like an application that drains and exits.
 
-mod router_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use integration_tests::docker::{Container, TestImage, unique};
+use integration_tests::router::Router;
 use integration_tests::{ConsulAgent, Daemon, wait_until};
-use router_support::Router;
 use tokio::task::JoinSet;
 
 const REPLICAS: usize = 3;

@@ -6,13 +6,11 @@
 //! Raw requests are written by hand where a client library would normalise
 //! the path itself.
 
-mod router_support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use integration_tests::ConsulAgent;
-use router_support::{Backend, Router, register};
+use integration_tests::router::{Backend, Router, register};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

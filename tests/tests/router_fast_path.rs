@@ -7,14 +7,12 @@
 //! forwarded, and a connection that turns to an upgrade midway is handed to
 //! hyper with nothing lost.
 
-mod router_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use integration_tests::ConsulAgent;
-use router_support::{Router, register};
+use integration_tests::router::{Router, register};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -283,7 +281,7 @@ async fn informational_responses_are_forwarded() {
 #[tokio::test]
 async fn a_connection_that_turns_to_another_protocol_is_handed_over_intact() {
     let consul = ConsulAgent::start().await.expect("consul starts");
-    let ws = router_support::Backend::start("ws").await;
+    let ws = integration_tests::router::Backend::start("ws").await;
     register(&consul.client(), "ws1", "ws", ws.port(), &["urlprefix-ws.example.com/"]).await;
     let router = Router::start(&consul, &[]).await;
     router.wait_routed_to("ws.example.com", "/", "ws", T).await;

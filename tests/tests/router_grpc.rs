@@ -7,8 +7,6 @@
 //! recovery, 100 concurrent calls on one connection, and a stream that goes
 //! on after its instance left Consul.
 
-mod router_support;
-
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -20,8 +18,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use integration_tests::router::{Router, register};
 use integration_tests::{ConsulAgent, wait_until};
-use router_support::{Router, register};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 

@@ -3,12 +3,10 @@
 //! route, and many services with a bad tag each. None stops routing; each is
 //! a problem naming its source, logged once.
 
-mod router_support;
-
 use std::time::Duration;
 
+use integration_tests::router::{Backend, Router, register};
 use integration_tests::{ConsulAgent, wait_until};
-use router_support::{Backend, Router, register};
 
 const T: Duration = Duration::from_secs(15);
 

@@ -15,13 +15,11 @@
 //! -E 'binary(router_latency)' --no-capture` (add `--release` to both for
 //! release figures).
 
-mod router_support;
-
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use integration_tests::router::{Backend, Router, register};
 use integration_tests::{ConsulAgent, free_port, wait_until};
-use router_support::{Backend, Router, register};
 
 const SAMPLES: usize = 7;
 

@@ -3,15 +3,13 @@
 //! dead instance cost no GET, websocket upgrades, HTTP/2 (h2c) inbound, and a
 //! SIGTERM that lets an in-flight request finish.
 
-mod router_support;
-
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use integration_tests::router::{Backend, Router, register};
 use integration_tests::{ConsulAgent, free_port, wait_until};
-use router_support::{Backend, Router, register};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -143,9 +141,10 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 
     let url = format!("http://{}/slow?ms=1000", router.proxy);
     let http = router.http.clone();
+    let seen = web.arrived();
     let in_flight = tokio::spawn(async move { http.get(url).header("host", "app.example.com").send().await });
-    // Let the request reach the backend before the signal.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The signal goes once the request is at the backend (in flight).
+    web.wait_arrived(seen, T).await;
     router.daemon.signal(libc::SIGTERM);
     let resp = in_flight.await.expect("task").expect("in-flight request answered");
     assert_eq!(resp.status().as_u16(), 200);

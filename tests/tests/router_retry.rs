@@ -6,12 +6,10 @@
 //! instance that keeps refusing is ejected (shown in `/api/routes` and
 //! `/metrics`) and readmitted once it answers again.
 
-mod router_support;
-
 use std::time::Duration;
 
+use integration_tests::router::{Backend, Router, register};
 use integration_tests::{ConsulAgent, free_port, wait_until};
-use router_support::{Backend, Router, register};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -2,12 +2,10 @@
 //! Consul tags: exact, wildcard and host-less hosts, longest prefix, strip,
 //! host=dst, redirect, the forwarded headers, and the admin endpoints.
 
-mod router_support;
-
 use std::time::Duration;
 
 use integration_tests::ConsulAgent;
-use router_support::{Backend, Router, register};
+use integration_tests::router::{Backend, Router, register};
 
 const T: Duration = Duration::from_secs(10);
 

@@ -12,13 +12,11 @@
 //! connection, then after a request to `hyper.test` on the same connection,
 //! when hyper reads the heads.
 
-mod router_support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use integration_tests::router::Router;
 use integration_tests::{ConsulAgent, wait_until};
-use router_support::Router;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;

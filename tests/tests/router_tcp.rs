@@ -5,13 +5,11 @@
 //! protocol v1 and v2 out (a backend parses the header) and in (trusted and
 //! untrusted peers, on TCP routes and on the HTTP listener).
 
-mod router_support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use integration_tests::router::{Backend, Router, register};
 use integration_tests::{ConsulAgent, free_port, wait_until};
-use router_support::{Backend, Router, register};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinSet;

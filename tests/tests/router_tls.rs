@@ -3,14 +3,12 @@
 //! `tlsskipverify=true`, and refused (502) without it, since its certificate
 //! is not trusted.
 
-mod router_support;
-
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use integration_tests::router::{Router, register};
 use integration_tests::{ConsulAgent, free_port, wait_until};
-use router_support::{Router, register};
 
 const T: Duration = Duration::from_secs(10);
 

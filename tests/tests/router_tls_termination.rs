@@ -3,15 +3,13 @@
 //! `openssl s_client` as clients that check which certificate was served
 //! (its serial number).
 
-mod router_support;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use integration_tests::router::{Backend, Router, register};
 use integration_tests::{ConsulAgent, free_port, wait_until};
-use router_support::{Backend, Router, register};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(15);

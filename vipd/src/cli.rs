@@ -5,10 +5,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::Parser;
+use kit::duration::{Bounds, between};
 
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 100ms, 1s or 2.5s: {e}"))
-}
+/// An advert carries the interval in 12 bits of centiseconds: 10ms to
+/// 40.95s. Zero would tell backups the master is always overdue.
+const ADVERT_INTERVAL: Bounds = between(Duration::from_millis(10), Duration::from_millis(40_950));
+/// Probes faster than 10ms would only load the router; slower than an hour
+/// would leave a dead router holding the VIP.
+const CHECK_INTERVAL: Bounds = between(Duration::from_millis(10), Duration::from_secs(3600));
 
 /// Floats a virtual IP across router nodes with VRRPv3 (RFC 5798),
 /// interoperable with keepalived, and gives it up while the local router is
@@ -33,7 +37,7 @@ pub struct Cli {
     pub priority: u8,
 
     /// Interval between adverts (10ms steps, at most 40.95s).
-    #[arg(long, env = "VIPD_ADVERT_INTERVAL", default_value = "1s", value_parser = duration)]
+    #[arg(long, env = "VIPD_ADVERT_INTERVAL", default_value = "1s", value_parser = ADVERT_INTERVAL)]
     pub advert_interval: Duration,
 
     /// Do not take the VIP from a lower-priority master.
@@ -51,7 +55,7 @@ pub struct Cli {
     pub check_url: Option<String>,
 
     /// Interval between health probes.
-    #[arg(long, env = "VIPD_CHECK_INTERVAL", default_value = "200ms", value_parser = duration)]
+    #[arg(long, env = "VIPD_CHECK_INTERVAL", default_value = "200ms", value_parser = CHECK_INTERVAL)]
     pub check_interval: Duration,
 
     /// Consecutive failures that make the node unhealthy.

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
+use kit::StopWatch;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -43,11 +43,14 @@ pub enum DaemonError {
     },
     #[error("the admin listener stopped")]
     AdminStopped,
-    #[error("signal handler: {0}")]
-    Signal(#[source] std::io::Error),
+    #[error("the health pollers of --check-url/--track-url stopped")]
+    CheckEnded,
 }
 
-struct Io {
+/// The adapters that carry out the state machine's actions (the link for
+/// the VIP, the VRRP socket, gratuitous ARP) and what they send (VRID,
+/// VIP, advert interval).
+struct Adapters {
     vrid: u8,
     vip: Vip,
     vip_v4: Ipv4Addr,
@@ -57,7 +60,7 @@ struct Io {
     garp: Garp,
 }
 
-impl Io {
+impl Adapters {
     /// Carries the actions out in order; returns how many adverts went out.
     async fn carry_out(&self, actions: Vec<Action>) -> u64 {
         let mut sent = 0;
@@ -91,8 +94,9 @@ impl Io {
     }
 }
 
-/// Runs until SIGTERM or SIGINT, then leaves cleanly (priority 0, VIP removed).
-pub async fn run(cli: Cli) -> Result<(), DaemonError> {
+/// Runs until `stop`, then leaves cleanly (priority 0, VIP removed); also
+/// leaves, and fails, if the health pollers or the admin listener stop.
+pub async fn run(cli: Cli, mut stop: StopWatch) -> Result<(), DaemonError> {
     let vip: Vip = cli.vip.parse()?;
     let IpAddr::V4(vip_v4) = vip.addr else { return Err(VipError::Ipv6(vip.addr).into()) };
     if cli.track_urls.len() != cli.track_weights.len() {
@@ -117,8 +121,6 @@ pub async fn run(cli: Cli) -> Result<(), DaemonError> {
         .await
         .map_err(|source| DaemonError::Admin { addr: cli.admin_addr, source })?;
     let checks = spawn_checks(&cli)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     tracing::info!(
         interface = %link.name, primary = %link.primary, vip = %vip.addr, vrid = cli.vrid, priority = cli.priority,
         advert_interval = ?cli.advert_interval, preempt = !cli.no_preempt, peers = ?cli.peers,
@@ -156,13 +158,14 @@ pub async fn run(cli: Cli) -> Result<(), DaemonError> {
     }));
     let mut admin_task = tokio::spawn(admin::serve(admin_listener, shared.clone()));
     let mut inbox = Inbox::new(cli.vrid, vip.addr, IpAddr::V4(link.primary));
-    let io = Io { vrid: cli.vrid, vip, vip_v4, interval: cli.advert_interval, link, socket, garp };
-    let mut lp = Loop { machine, io, origin: Instant::now(), shared };
+    let adapters = Adapters { vrid: cli.vrid, vip, vip_v4, interval: cli.advert_interval, link, socket, garp };
+    let mut lp = Loop { machine, adapters, origin: Instant::now(), shared };
     let mut checks = checks;
     let mut buf = vec![0u8; 2048];
 
+    let has_checks = cli.check_url.is_some() || !cli.track_urls.is_empty();
     lp.step(Event::Startup).await;
-    loop {
+    let end = loop {
         let timer = async {
             match lp.machine.deadline() {
                 Some(at) => tokio::time::sleep_until(lp.origin + at).await,
@@ -171,7 +174,7 @@ pub async fn run(cli: Cli) -> Result<(), DaemonError> {
         };
         let event = tokio::select! {
             () = timer => Event::Timer,
-            r = lp.io.socket.recv(&mut buf) => match r {
+            r = lp.adapters.socket.recv(&mut buf) => match r {
                 Ok(n) => {
                     let event = inbox.accept(&buf[..n]);
                     lp.received(&inbox);
@@ -187,23 +190,24 @@ pub async fn run(cli: Cli) -> Result<(), DaemonError> {
                     continue;
                 }
             },
-            Some(event) = checks.recv() => event,
+            event = checks.recv(), if has_checks => match event {
+                Some(event) => event,
+                None => break Err(DaemonError::CheckEnded),
+            },
             r = &mut admin_task => {
                 tracing::error!(result = ?r, "the admin listener stopped");
-                lp.step(Event::Shutdown).await;
-                return Err(DaemonError::AdminStopped);
+                break Err(DaemonError::AdminStopped);
             }
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            () = stop.stopped() => break Ok(()),
         };
         lp.step(event).await;
-    }
+    };
     tracing::info!("shutting down");
     lp.step(Event::Shutdown).await;
     admin_task.abort();
     let dropped = lp.shared.lock().map(|s| s.drops.clone()).unwrap_or_default();
     tracing::info!(?dropped, "stopped");
-    Ok(())
+    end
 }
 
 /// Starts the `--check-url` poller and one per `--track-url`; their verdict
@@ -234,7 +238,7 @@ fn spawn_checks(cli: &Cli) -> Result<mpsc::Receiver<Event>, DaemonError> {
 /// status the admin listener shows.
 struct Loop {
     machine: Machine,
-    io: Io,
+    adapters: Adapters,
     origin: Instant,
     shared: admin::Shared,
 }
@@ -268,7 +272,7 @@ impl Loop {
         } else {
             tracing::debug!(?event, ?actions, deadline = ?self.machine.deadline(), "step");
         }
-        let sent = self.io.carry_out(actions).await;
+        let sent = self.adapters.carry_out(actions).await;
         let mut s = self.status();
         s.follow(&self.machine);
         s.adverts_sent += sent;

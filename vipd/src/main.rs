@@ -17,18 +17,21 @@ mod state;
 mod status;
 mod vip;
 
-use std::io::IsTerminal;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
-    daemon::run(cli).await?;
+    kit::log::init();
+    let signals = kit::shutdown::Signals::install().context("installing the SIGTERM/SIGINT handlers")?;
+    // One essential task: the VRRP loop (it owns the health poller and
+    // ends with an error if that stops). Its end stops the process.
+    let mut tasks = kit::Supervisor::new();
+    tasks.spawn_essential("vrrp", move |stop| daemon::run(cli, stop));
+    // The loop's own leaving (priority 0, VIP removed) takes milliseconds.
+    tasks.run(signals, Duration::from_secs(5)).await?;
     Ok(())
 }

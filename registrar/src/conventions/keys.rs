@@ -26,15 +26,15 @@ pub struct Keys {
 const PREFIX: &str = "SERVICE_";
 
 impl Keys {
-    /// Indexes `env` then `labels` (so labels overwrite), reporting keys
+    /// Indexes `env` then `metadata` (labels or annotations, which overwrite), reporting keys
     /// that name an impossible port.
     pub fn parse<'a>(
         env: impl IntoIterator<Item = (&'a String, &'a String)>,
-        labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+        metadata: impl IntoIterator<Item = (&'a String, &'a String)>,
         warnings: &mut Vec<Warning>,
     ) -> Self {
         let mut keys = Keys::default();
-        for (k, v) in env.into_iter().chain(labels) {
+        for (k, v) in env.into_iter().chain(metadata) {
             keys.insert(k, v, warnings);
         }
         keys

@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 
 use consul::ServiceRegistration;
 
-use crate::workload::{Addressing, Instance, Port, Protocol, Workload};
+use crate::workload::{Addressing, Port, Protocol, Workload, WorkloadName};
 
 pub use checks::{HEALTH_TTL_SECS, health_check_id};
 use keys::{Keys, truthy};
@@ -81,7 +81,7 @@ pub struct Plan {
 /// The registrations `w` should have.
 pub fn registrations(w: &Workload, opts: &Options) -> Plan {
     let mut warnings = Vec::new();
-    let keys = Keys::parse(&w.env, &w.labels, &mut warnings);
+    let keys = Keys::parse(&w.env, &w.metadata, &mut warnings);
     let mut ports: Vec<(Port, SocketAddr)> =
         w.ports.iter().filter_map(|p| endpoint(w, p).map(|target| (*p, target))).collect();
     ports.sort();
@@ -108,7 +108,7 @@ pub fn registrations(w: &Workload, opts: &Options) -> Plan {
             (Some(v), _) => v.value.clone(),
             (None, Some(v)) if !group => v.value.clone(),
             (None, Some(v)) => format!("{}:{suffix}", v.value),
-            (None, None) => format!("{}:{}:{suffix}", w.node, w.instance),
+            (None, None) => format!("{}:{}:{suffix}", w.node, w.name),
         };
         let name = match keys.port_only(p, "name") {
             Some(v) => v.value.clone(),
@@ -141,7 +141,7 @@ pub fn registrations(w: &Workload, opts: &Options) -> Plan {
     warnings.sort_by(|a, b| (&a.key, &a.problem).cmp(&(&b.key, &b.problem)));
     warnings.dedup();
     for warning in &mut warnings {
-        warning.workload = w.instance.to_string();
+        warning.workload = w.name.to_string();
     }
     Plan { services, warnings }
 }
@@ -183,11 +183,11 @@ fn meta(keys: &Keys, port: u16, w: &Workload, warnings: &mut Vec<Warning>) -> BT
     }
     meta.insert(META_NODE.into(), w.node.clone());
     meta.insert(META_SOURCE.into(), w.source.as_str().into());
-    match &w.instance {
-        Instance::Container { name } => {
+    match &w.name {
+        WorkloadName::Container { name } => {
             meta.insert("container-name".into(), name.clone());
         }
-        Instance::Pod { namespace, name, owner } => {
+        WorkloadName::Pod { namespace, name, owner } => {
             meta.insert("pod-namespace".into(), namespace.clone());
             meta.insert("pod-name".into(), name.clone());
             if let Some(owner) = owner {

@@ -23,10 +23,10 @@ fn container(env: &[(&str, &str)], labels: &[(&str, &str)], ports: Vec<Port>) ->
         source: SourceKind::Docker,
         key: "c0ffee".into(),
         node: "node1".into(),
-        instance: Instance::Container { name: "web-1".into() },
+        name: WorkloadName::Container { name: "web-1".into() },
         image: "registry:5000/team/web:1.2".into(),
         env: map(env),
-        labels: map(labels),
+        metadata: map(labels),
         ports,
         addresses: vec![ip("172.17.0.2")],
         addressing: Addressing::Workload,
@@ -260,8 +260,11 @@ fn a_warning_for_a_generic_key_is_reported_once_for_several_ports() {
 fn pods_carry_namespace_and_name() {
     let mut w = container(&[], &[("SERVICE_NAME", "api")], vec![port(8080)]);
     w.source = SourceKind::Kubernetes;
-    w.instance =
-        Instance::Pod { namespace: "prod".into(), name: "api-7d9f".into(), owner: Some("ReplicaSet/api-7d9f".into()) };
+    w.name = WorkloadName::Pod {
+        namespace: "prod".into(),
+        name: "api-7d9f".into(),
+        owner: Some("ReplicaSet/api-7d9f".into()),
+    };
     w.health = Some(true);
     let s = one(&w);
     assert_eq!(s.id, "node1:prod:api-7d9f:8080");

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use bollard::models::{ContainerInspectResponse, EndpointSettings, HealthStatusEnum, PortBinding};
 
-use crate::workload::{Addressing, Instance, Port, Protocol, Published, SourceKind, Workload};
+use crate::workload::{Addressing, Port, Protocol, Published, SourceKind, Workload, WorkloadName};
 
 /// How this registrar registers containers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,10 +80,10 @@ pub fn workload(c: &ContainerInspectResponse, s: &Settings) -> Option<Workload> 
         source: SourceKind::Docker,
         key,
         node: s.node.clone(),
-        instance: Instance::Container { name },
+        name: WorkloadName::Container { name },
         image: config.image.or_else(|| c.image.clone()).unwrap_or_default(),
         env,
-        labels,
+        metadata: labels,
         ports,
         addresses,
         addressing,
@@ -145,3 +145,6 @@ fn published(key: &str, bindings: &[PortBinding]) -> Option<Port> {
     let chosen = all.iter().find(|(v4, _)| *v4).or(all.first()).map(|(_, p)| *p);
     Some(Port { container_port, protocol, published: chosen })
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,8 +17,6 @@
 mod convert;
 pub mod host_ip;
 pub mod ready;
-#[cfg(test)]
-mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,7 +33,7 @@ pub use convert::Settings;
 
 use crate::source::SourceEvent;
 use crate::workload::{SourceKind, Workload};
-use consul::Backoff;
+use kit::Backoff;
 use ready::Readiness;
 
 /// Why a Docker session ended.

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::workload::{Addressing, Instance, Port, Protocol, Published, SourceKind, Workload};
+use crate::workload::{Addressing, Port, Protocol, Published, SourceKind, Workload, WorkloadName};
 
 /// What the registrar should do about one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,14 +87,14 @@ pub fn translate(pod: &Pod, node: &str) -> PodState {
         source: SourceKind::Kubernetes,
         key,
         node: node.to_string(),
-        instance: Instance::Pod {
+        name: WorkloadName::Pod {
             namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
             name: pod.metadata.name.clone().unwrap_or_default(),
             owner: owner(pod),
         },
         image,
         env: env(containers),
-        labels: pod.metadata.annotations.clone().unwrap_or_default(),
+        metadata: pod.metadata.annotations.clone().unwrap_or_default(),
         ports: ports(pod, containers),
         addresses,
         addressing: Addressing::Workload,
@@ -222,20 +222,20 @@ mod tests {
         assert_eq!(w.key, "7f6e5d4c-3b2a-4190-8f7e-6d5c4b3a2918");
         assert_eq!(w.node, "node-a");
         assert_eq!(
-            w.instance,
-            Instance::Pod {
+            w.name,
+            WorkloadName::Pod {
                 namespace: "shop".into(),
                 name: "demo-7d9f8b6c5d-x2v4k".into(),
                 owner: Some("ReplicaSet/demo-7d9f8b6c5d".into()),
             }
         );
-        assert_eq!(w.instance.to_string(), "shop:demo-7d9f8b6c5d-x2v4k");
+        assert_eq!(w.name.to_string(), "shop:demo-7d9f8b6c5d-x2v4k");
         assert_eq!(w.image, "registry.example.com:5000/team/demo:1.4.2");
         assert_eq!(w.addresses, vec![ip("10.244.1.17"), ip("fd00:10:244:1::11")]);
         assert_eq!(w.addressing, Addressing::Workload);
         assert_eq!(w.health, Some(true));
-        assert_eq!(w.labels.get("SERVICE_TAGS").map(String::as_str), Some("urlprefix-demo.example.com/"));
-        assert_eq!(w.labels.get("SERVICE_8080_NAME").map(String::as_str), Some("demo-api"));
+        assert_eq!(w.metadata.get("SERVICE_TAGS").map(String::as_str), Some("urlprefix-demo.example.com/"));
+        assert_eq!(w.metadata.get("SERVICE_8080_NAME").map(String::as_str), Some("demo-api"));
     }
 
     #[test]
@@ -251,9 +251,14 @@ mod tests {
                 ("SERVICE_TAGS", "from-env"),
             ]
         );
-        // Annotations still beat env for the same key: both reach the
+        // Annotations beat env for the same key: both reach the
         // conventions, which apply that precedence (keys.rs).
-        assert_ne!(w.env.get("SERVICE_TAGS"), w.labels.get("SERVICE_TAGS"));
+        assert_eq!(w.metadata.get("SERVICE_TAGS").map(String::as_str), Some("urlprefix-demo.example.com/"));
+        let plan = crate::conventions::registrations(&w, &crate::conventions::Options::default());
+        assert!(!plan.services.is_empty(), "{plan:?}");
+        for s in &plan.services {
+            assert_eq!(s.tags, ["urlprefix-demo.example.com/"], "{}: the annotation's tags, not env's", s.id);
+        }
     }
 
     #[test]
@@ -413,7 +418,7 @@ mod tests {
             v["metadata"].as_object_mut().unwrap().remove("annotations");
         });
         let w = present(&pod);
-        assert!(w.ports.is_empty() && w.labels.is_empty() && w.env.is_empty());
+        assert!(w.ports.is_empty() && w.metadata.is_empty() && w.env.is_empty());
         assert_eq!(w.image, "");
     }
 }

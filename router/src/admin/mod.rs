@@ -36,6 +36,8 @@ pub struct Admin {
     pub vipd: Option<Vipd>,
     /// The TLS listeners' certificates and counters, when there are any.
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The supervisor's view of the router's long-lived tasks.
+    pub tasks: Arc<kit::Health>,
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<bytes::Bytes>) -> Response<RespBody> {
@@ -87,6 +89,17 @@ impl Admin {
         let status = &self.shared.status;
         let routes = self.shared.snapshot.load().table.len();
         let plain = "text/plain; charset=utf-8";
+        // A dead task (discovery) leaves a frozen table: not healthy, even
+        // while its supervisor restarts it.
+        if let Some((task, reason)) = self.tasks.down().into_iter().next() {
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                plain,
+                format!(
+                    "task {task} is not running ({reason}); still routing with the last good table ({routes} routes)\n"
+                ),
+            );
+        }
         if !status.loaded() {
             let why = status.last_error().map(|e| format!(" (last error: {e})")).unwrap_or_default();
             return reply(StatusCode::SERVICE_UNAVAILABLE, plain, format!("no routing table from Consul yet{why}\n"));
@@ -145,6 +158,7 @@ mod tests {
             accepting: Arc::new(Accepting::default()),
             vipd: None,
             tls: None,
+            tasks: Arc::default(),
         }
     }
 
@@ -231,6 +245,19 @@ mod tests {
         let _ = server.await;
         assert_eq!(a.accepting.count(), 0, "a stopped accept loop no longer counts");
         assert_eq!(a.health().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn health_fails_while_a_supervised_task_is_down() {
+        let a = admin();
+        load(&a, "");
+        a.tasks.set("discovery", Some("panicked: boom".into()));
+        let r = a.health();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = body(r).await;
+        assert!(text.contains("task discovery is not running (panicked: boom)"), "{text}");
+        a.tasks.set("discovery", None);
+        assert_eq!(a.health().status(), StatusCode::OK);
     }
 
     #[test]

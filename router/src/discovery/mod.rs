@@ -33,8 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use consul::{QueryOptions, Response};
+use kit::StopWatch;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::routes::{Instance, Problem, Table, Vars};
 pub use state::Limits;
@@ -58,9 +59,25 @@ pub struct Config {
     pub tcp_ports: router::routes::PortRanges,
 }
 
-/// Starts the watches and the coordinator; they run until the process ends.
-pub fn spawn(client: consul::Client, config: Config, shared: Arc<Shared>) -> JoinHandle<()> {
-    tokio::spawn(Coordinator::new(client, config, shared).run())
+/// Why discovery ended before the process stopped (its supervisor logs
+/// this and starts it again; the published table stays meanwhile).
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("watch {watch} ended: {reason}")]
+    WatchEnded { watch: String, reason: String },
+}
+
+/// Runs the watches and the coordinator until `stop`; the watches are the
+/// coordinator's tasks, so they end with it (a restarted discovery does not
+/// leave the old one's watches behind), and one that ends on its own ends
+/// discovery with the reason.
+pub async fn run(
+    client: consul::Client,
+    config: Config,
+    shared: Arc<Shared>,
+    stop: StopWatch,
+) -> Result<(), DiscoveryError> {
+    Coordinator::new(client, config, shared).run(stop).await
 }
 
 /// Upper bound on merging: a steady stream of changes still publishes.
@@ -73,7 +90,9 @@ struct Coordinator {
     tx: mpsc::Sender<Event>,
     rx: mpsc::Receiver<Event>,
     state: State,
-    node_watches: BTreeMap<String, JoinHandle<()>>,
+    /// Every watch task; aborted together when the coordinator ends.
+    watches: JoinSet<String>,
+    node_watches: BTreeMap<String, AbortHandle>,
     /// The problems last logged, so each is logged once.
     last_problems: BTreeSet<(String, String)>,
     /// A fingerprint of what the published table was built from: a wake-up
@@ -96,6 +115,7 @@ impl Coordinator {
             tx,
             rx,
             state,
+            watches: JoinSet::new(),
             node_watches: BTreeMap::new(),
             last_problems: BTreeSet::new(),
             last_input: None,
@@ -130,16 +150,24 @@ impl Coordinator {
         }
     }
 
-    async fn run(mut self) {
+    async fn run(mut self, mut stop: StopWatch) -> Result<(), DiscoveryError> {
         self.read_datacenter().await;
         self.spawn_global_watches();
-        while let Some(ev) = self.rx.recv().await {
+        loop {
+            let ev = tokio::select! {
+                Some(ev) = self.rx.recv() => ev,
+                Some(ended) = self.watches.join_next() => {
+                    self.watch_ended(ended)?;
+                    continue;
+                }
+                () = stop.stopped() => return Ok(()),
+            };
             self.apply(ev);
             let deadline = Instant::now() + MAX_COALESCE;
             while Instant::now() < deadline {
                 match tokio::time::timeout(self.config.coalesce, self.rx.recv()).await {
                     Ok(Some(ev)) => self.apply(ev),
-                    Ok(None) => return,
+                    Ok(None) => return Ok(()),
                     Err(_) => break,
                 }
             }
@@ -149,40 +177,44 @@ impl Coordinator {
         }
     }
 
-    fn spawn_global_watches(&self) {
-        tokio::spawn(probe::run(self.client.clone(), self.shared.clone()));
-        let t = self.config.timing;
+    /// A watch task ended: fine if it was unfollowed (aborted), otherwise
+    /// discovery cannot trust its caches any more.
+    fn watch_ended(&mut self, ended: Result<String, tokio::task::JoinError>) -> Result<(), DiscoveryError> {
+        match ended {
+            Err(e) if e.is_cancelled() => Ok(()),
+            Ok(watch) => Err(DiscoveryError::WatchEnded { watch, reason: "returned".into() }),
+            Err(e) => Err(DiscoveryError::WatchEnded { watch: "a watch".into(), reason: e.to_string() }),
+        }
+    }
+
+    fn spawn_global_watches(&mut self) {
+        let probe = probe::run(self.client.clone(), self.shared.clone());
+        self.watches.spawn(async move {
+            probe.await;
+            "liveness probe".to_string()
+        });
         let c = self.client.clone();
-        tokio::spawn(watch::run(
+        self.spawn_watch(
             "catalog/nodes".into(),
-            t,
-            self.shared.clone(),
-            self.tx.clone(),
             move |o| {
                 let c = c.clone();
                 async move { c.catalog_nodes(&o).await }
             },
             |nodes, _| Event::Nodes(nodes),
-        ));
+        );
         let c = self.client.clone();
-        tokio::spawn(watch::run(
+        self.spawn_watch(
             "health/state/any".into(),
-            t,
-            self.shared.clone(),
-            self.tx.clone(),
             move |o| {
                 let c = c.clone();
                 async move { c.health_state_any(&o).await }
             },
             Event::Checks,
-        ));
+        );
         let c = self.client.clone();
         let key = self.config.overrides_key.clone();
-        tokio::spawn(watch::run(
+        self.spawn_watch(
             format!("kv/{key}"),
-            t,
-            self.shared.clone(),
-            self.tx.clone(),
             move |o| {
                 let c = c.clone();
                 let key = key.clone();
@@ -191,23 +223,26 @@ impl Coordinator {
             |pair, _| {
                 Event::Overrides(pair.map(|p| String::from_utf8_lossy(&p.value).into_owned()).unwrap_or_default())
             },
-        ));
+        );
         if self.config.no_route_html_key.is_empty() {
             return;
         }
         let c = self.client.clone();
         let key = self.config.no_route_html_key.clone();
+        let name = format!("kv/{key}");
         let shared = self.shared.clone();
-        // The page does not change the table: stored as it arrives.
+        // The page does not change the table: stored as it arrives. Both
+        // tasks are the coordinator's, like the watches.
         let (tx, mut rx) = mpsc::channel(4);
-        tokio::spawn(async move {
+        self.watches.spawn(async move {
             while let Some(html) = rx.recv().await {
                 shared.no_route_html.store(Arc::new(html));
             }
+            "no-route page store".to_string()
         });
-        tokio::spawn(watch::run(
-            format!("kv/{key}"),
-            t,
+        let page = watch::run(
+            name.clone(),
+            self.config.timing,
             self.shared.clone(),
             tx,
             move |o| {
@@ -216,18 +251,39 @@ impl Coordinator {
                 async move { c.kv_get(&key, &o).await }
             },
             |pair, _| pair.map(|p| String::from_utf8_lossy(&p.value).into_owned()).unwrap_or_default(),
-        ));
+        );
+        self.watches.spawn(async move {
+            page.await;
+            name
+        });
     }
 
-    fn spawn_node_watch(&self, name: &str) -> JoinHandle<()> {
+    /// Runs one watch (see `watch::run`) as the coordinator's task; it
+    /// yields its name when it ends.
+    fn spawn_watch<T, F, Fut>(
+        &mut self,
+        name: String,
+        read: F,
+        event: impl Fn(T, u64) -> Event + Send + 'static,
+    ) -> AbortHandle
+    where
+        T: Send + 'static,
+        F: FnMut(QueryOptions) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Response<T>, consul::Error>> + Send + 'static,
+    {
+        let watch = watch::run(name.clone(), self.config.timing, self.shared.clone(), self.tx.clone(), read, event);
+        self.watches.spawn(async move {
+            watch.await;
+            name
+        })
+    }
+
+    fn spawn_node_watch(&mut self, name: &str) -> AbortHandle {
         let c = self.client.clone();
         let node = name.to_string();
         let ev_node = name.to_string();
-        tokio::spawn(watch::run(
+        self.spawn_watch(
             format!("catalog/node/{name}"),
-            self.config.timing,
-            self.shared.clone(),
-            self.tx.clone(),
             move |o| {
                 let c = c.clone();
                 let node = node.clone();
@@ -245,7 +301,7 @@ impl Coordinator {
                 }
             },
             move |(node, checks, checks_index), _| Event::Node { name: ev_node.clone(), node, checks, checks_index },
-        ))
+        )
     }
 
     fn apply(&mut self, ev: Event) {

@@ -31,11 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use consul::{QueryOptions, Response, WatchIndex};
-use rand::Rng;
 use tokio::sync::mpsc;
 
 use super::status::Shared;
-use consul::Backoff;
+use kit::Backoff;
 
 /// Timing of every watch.
 #[derive(Debug, Clone, Copy)]
@@ -61,14 +60,6 @@ pub fn read_options(index: u64, wait: Duration) -> QueryOptions {
 /// Whether an answer may replace the state the router holds.
 pub fn fresh(known_leader: bool, last_contact_ms: u64, max_stale: Duration) -> bool {
     known_leader && u128::from(last_contact_ms) <= max_stale.as_millis()
-}
-
-/// The delay before retrying after a failure: the backoff's next delay plus
-/// up to a quarter of it as jitter, never above the cap.
-fn retry_delay(backoff: &mut Backoff, cap: Duration, jitter: impl FnOnce(u64) -> u64) -> Duration {
-    let delay = backoff.next_delay();
-    let extra = Duration::from_millis(jitter(delay.as_millis() as u64 / 4));
-    (delay + extra).min(cap.max(delay))
 }
 
 /// Marks the watch as failing in [`super::status::Status`] while it is, and
@@ -165,7 +156,7 @@ pub async fn run<T, E, F, Fut>(
         mark.set(true);
         shared.status.record_error(format!("{name}: {error}"));
         index.reset();
-        let delay = retry_delay(&mut backoff, timing.backoff_max, |max| rand::rng().random_range(0..=max));
+        let delay = backoff.next_delay();
         tracing::warn!(watch = %name, %error, retry_in = ?delay, "Consul read failed");
         tokio::time::sleep(delay).await;
         if tx.is_closed() {
@@ -336,16 +327,5 @@ mod tests {
         assert!(fresh(true, 5000, max));
         assert!(!fresh(true, 5001, max));
         assert!(!fresh(false, 0, max));
-    }
-
-    #[test]
-    fn retry_delays_double_keep_jitter_inside_the_cap_and_reset() {
-        let cap = Duration::from_secs(5);
-        let mut b = Backoff::new(Duration::from_millis(100), cap);
-        let most = |n| n;
-        let seq: Vec<u128> = (0..8).map(|_| retry_delay(&mut b, cap, most).as_millis()).collect();
-        assert_eq!(seq, [125, 250, 500, 1000, 2000, 4000, 5000, 5000], "at most 25 % jitter, never past the cap");
-        b.reset();
-        assert_eq!(retry_delay(&mut b, cap, |_| 0), Duration::from_millis(100), "the first answer resets it");
     }
 }

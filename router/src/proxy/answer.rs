@@ -162,7 +162,7 @@ impl Default for Attempts {
 impl Attempts {
     /// The next target to try: none tried yet, and not ejected unless every
     /// one left is. None when the bound is reached or no target is left.
-    pub fn next<'r>(&mut self, route: &'r Route, strategy: crate::cli::Strategy) -> Option<(usize, &'r Target)> {
+    pub fn next<'r>(&mut self, route: &'r Route, strategy: crate::routes::Strategy) -> Option<(usize, &'r Target)> {
         if self.n == MAX_ATTEMPTS {
             return None;
         }
@@ -308,7 +308,7 @@ impl std::fmt::Display for RouteName<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Strategy;
+    use crate::routes::Strategy;
     use crate::routes::outlier::EJECT_AFTER;
     use crate::routes::{Instance, Table};
 

@@ -26,11 +26,10 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 
-use crate::cli::Strategy;
 use crate::discovery::Shared;
 use crate::metrics::Metrics;
 use crate::routes::options::Cidr;
-use crate::routes::{Route, request_host};
+use crate::routes::{Route, Strategy, request_host};
 use crate::serve::{Conn, RespBody, full};
 use answer::{Attempts, Failure, OwnAnswer, Replay, RouteName, Verdict};
 pub use client::Upstreams;
@@ -52,6 +51,9 @@ pub struct Proxy {
     /// Repeated upstream warnings, by upstream: a dead one under load
     /// would otherwise write a line per request.
     pub warnings: crate::ratelimit::Limiter,
+    /// The process's stop: upgraded connections (tunnels), which outlive
+    /// the request that opened them, end with it.
+    pub stop: kit::StopWatch,
     /// Normalise request paths before routing (`--path-normalize`).
     pub path_normalize: bool,
     /// Peers whose `X-Forwarded-Proto/-Port/-Host` and `X-Real-Ip` are kept
@@ -369,7 +371,7 @@ impl Proxy {
                         && let Some(client_up) = client_upgrade
                     {
                         let upstream_up = hyper::upgrade::on(&mut resp);
-                        tunnel::spawn(client_up, upstream_up, RouteName(route).to_string());
+                        tunnel::spawn(client_up, upstream_up, RouteName(route).to_string(), self.stop.clone());
                         headers::remove_hop_by_hop(resp.headers_mut(), up_upgrade.as_ref());
                         return resp.map(|b| b.boxed());
                     }

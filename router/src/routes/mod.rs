@@ -18,6 +18,7 @@ pub mod tcp;
 pub mod vars;
 
 pub use options::{HostHeader, Proto, Redirect, RouteOptions};
+pub use pick::Strategy;
 pub use table::{FastFacts, Problem, Route, Table, Target, request_host};
 pub use tcp::{PortRanges, TcpRoute};
 pub use vars::Vars;

@@ -12,7 +12,15 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
-use crate::cli::Strategy;
+/// How one target is picked among a route's targets (the CLI's
+/// `--strategy` converts to this; the routing core does not know the CLI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Round robin, in proportion to weights.
+    Rr,
+    /// Random, in proportion to weights.
+    Rnd,
+}
 
 /// Slots one unit of weight gets at least: weights are kept to 1/1000.
 const RESOLUTION: f64 = 1000.0;

@@ -31,11 +31,11 @@ use super::options::RouteOptions;
 use super::outlier::TargetHealth;
 use super::overrides::{self, Command, Del};
 use super::pick::Picker;
+use super::pick::Strategy;
 use super::stats::RouteStats;
 use super::tag::{self, Source};
 use super::tcp::{self, PortRanges, TcpRoute};
 use super::vars::Vars;
-use crate::cli::Strategy;
 
 /// One backend a route can send a request to.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use super::Strategy;
 use super::pick::Picker;
 use super::table::Target;
-use crate::cli::Strategy;
 
 /// Route sources of TCP routes are `:PORT`: the port, if `source_host` is one.
 pub fn port_of(source_host: &str) -> Option<u16> {

@@ -16,7 +16,6 @@ pub mod redirect;
 pub mod sources;
 pub mod store;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -32,8 +31,8 @@ use tokio_rustls::server::TlsStream;
 use crate::proxy::Proxy;
 use crate::serve::{Conn, Drain, hyper_conn};
 
+use crate::cli::TlsVersion;
 pub use redirect::HttpsRedirect;
-use router::cli::TlsVersion;
 pub use sources::Sources;
 pub use store::{Resolver, Store};
 
@@ -138,33 +137,6 @@ fn count<T>(c: &AtomicU64) -> Option<T> {
     None
 }
 
-/// Runs a long-lived task for the life of the process: when it ends (it
-/// returned, or panicked) the end is logged with its reason and it is
-/// started again after a pause that grows to 30 s while it keeps ending.
-pub fn supervise<F, Fut>(name: String, make: F)
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut backoff = consul::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        loop {
-            let started = Instant::now();
-            let reason = match tokio::spawn(make()).await {
-                Ok(()) => "returned".to_string(),
-                Err(e) if e.is_panic() => format!("panicked: {e}"),
-                Err(e) => e.to_string(),
-            };
-            if started.elapsed() > Duration::from_secs(60) {
-                backoff.reset();
-            }
-            let delay = backoff.next_delay();
-            tracing::error!(task = %name, %reason, restart_in = ?delay, "long-lived task ended; restarting");
-            tokio::time::sleep(delay).await;
-        }
-    });
-}
-
 /// Serves one connection of a TLS listener: the handshake, then HTTP/1.1
 /// on the fast path or `h2` on hyper, with the connection marked as TLS.
 pub async fn serve_conn(tls: Arc<Tls>, proxy: Arc<Proxy>, tcp: TcpStream, mut conn: Conn, drain: Drain) {
@@ -176,32 +148,5 @@ pub async fn serve_conn(tls: Arc<Tls>, proxy: Arc<Proxy>, tcp: TcpStream, mut co
         hyper_conn(stream, conn, move |req, c| p.clone().handle(req, c), drain, proxy.header_timeout, limits).await;
     } else {
         crate::proxy::fast::serve_conn(proxy, stream, conn, drain).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicUsize;
-
-    use super::*;
-
-    /// A watcher that panics or returns is started again.
-    #[tokio::test]
-    async fn supervised_tasks_are_restarted() {
-        let starts = Arc::new(AtomicUsize::new(0));
-        let s = starts.clone();
-        supervise("test".into(), move || {
-            let s = s.clone();
-            async move {
-                if s.fetch_add(1, Ordering::SeqCst) == 0 {
-                    panic!("first run fails");
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while starts.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(starts.load(Ordering::SeqCst) >= 3, "restarted after a panic and after returning");
     }
 }

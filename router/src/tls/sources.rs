@@ -19,9 +19,9 @@ use tokio::sync::mpsc;
 
 use super::cert::{self, Loaded};
 use super::store::{Resolver, Store};
+pub use crate::cli::CertSource as Source;
 use crate::discovery::{self, Timing};
 use crate::routes::Problem;
-pub use router::cli::CertSource as Source;
 
 /// Every store's last contents, and where the built set goes.
 pub struct Sources {
@@ -94,10 +94,12 @@ impl Sources {
         tracing::info!(source = %source, certificates = count, skipped, took = ?started.elapsed(), "certificate store read");
     }
 
-    /// Starts following source `idx`, supervised: a watcher that ends is
-    /// logged with its reason and started again after a pause.
+    /// Starts following source `idx` under the process's supervisor: a
+    /// watcher that ends is logged with its reason and started again after
+    /// a pause that grows to 30 s while it keeps ending.
     pub fn spawn(
         self: &Arc<Self>,
+        tasks: &mut kit::Supervisor,
         idx: usize,
         source: Source,
         consul: consul::Client,
@@ -106,7 +108,8 @@ impl Sources {
     ) {
         let name = self.names[idx].clone();
         let this = self.clone();
-        super::supervise(name.clone(), move || {
+        let restart = kit::OnEnd::Restart(kit::Backoff::new(Duration::from_millis(500), Duration::from_secs(30)));
+        tasks.spawn("certificate store", restart, move |_stop| {
             let this = this.clone();
             let source = source.clone();
             let consul = consul.clone();
@@ -117,6 +120,7 @@ impl Sources {
                     Source::Dir(path) => this.follow_dir(idx, path).await,
                     Source::Consul(prefix) => this.follow_consul(idx, name, prefix, consul, shared, timing).await,
                 }
+                Ok::<(), std::convert::Infallible>(())
             }
         });
     }

@@ -59,14 +59,14 @@ pub async fn serve_conn<S: Client + Send + 'static>(proxy: Arc<Proxy>, mut strea
     // One timer for the connection's life, moved on for each request head.
     let head_timer = tokio::time::sleep(proxy.header_timeout);
     tokio::pin!(head_timer);
-    let mut io = Scratch {
+    let mut scratch = Scratch {
         client_ip: conn.peer.ip().to_string(),
         local_port: conn.local.port().to_string(),
         trusted: proxy.trusts(conn.peer.ip()),
         ..Scratch::default()
     };
     loop {
-        match proxy.run(&mut stream, &mut buf, conn, &mut drain, &mut io, head_timer.as_mut()).await {
+        match proxy.run(&mut stream, &mut buf, conn, &mut drain, &mut scratch, head_timer.as_mut()).await {
             End::Close => return,
             End::HandOff(HandOff::Request(boundary)) => {
                 match one::serve(proxy.clone(), stream, std::mem::take(&mut buf), boundary, conn).await {
@@ -185,7 +185,7 @@ impl Proxy {
         buf: &mut BytesMut,
         conn: Conn,
         drain: &mut Drain,
-        io: &mut Scratch,
+        scratch: &mut Scratch,
         mut head_timer: Pin<&mut Sleep>,
     ) -> End {
         loop {
@@ -223,7 +223,7 @@ impl Proxy {
                     }
                     Parsed::Partial => {}
                     Parsed::Request(req) => {
-                        match self.exchange(stream, &buf[req.len..], &req, conn, io).await {
+                        match self.exchange(stream, &buf[req.len..], &req, conn, scratch).await {
                             Next::KeepAlive(used) => {
                                 buf.advance(used);
                                 if drain.stopping() {
@@ -286,7 +286,7 @@ impl Proxy {
         rest: &[u8],
         req: &head::Request<'_, '_>,
         conn: Conn,
-        io: &mut Scratch,
+        scratch: &mut Scratch,
     ) -> Next {
         let started = Instant::now();
         let wall = self.access_log.as_ref().map(|_| std::time::SystemTime::now());
@@ -352,15 +352,15 @@ impl Proxy {
                 Some(o) => headers::rewrite_path(&req_path, o.strip.as_deref(), o.prepend.as_deref()),
             };
             let prefix = topts.and_then(|o| headers::stripped_prefix(&req_path, o.strip.as_deref()));
-            io.out.clear();
+            scratch.out.clear();
             head::write_upstream(
-                &mut io.out,
+                &mut scratch.out,
                 req,
                 &head::Upstream {
-                    client_ip: &io.client_ip,
+                    client_ip: &scratch.client_ip,
                     client_v6: conn.peer.is_ipv6(),
-                    local_port: &io.local_port,
-                    trusted: io.trusted,
+                    local_port: &scratch.local_port,
+                    trusted: scratch.trusted,
                     prefix: prefix.unwrap_or_default(),
                     tls: conn.tls,
                     host: answer::upstream_host(route, req.host, target),
@@ -369,15 +369,15 @@ impl Proxy {
                 },
             );
             if let (Some((id, true)), Some(name)) = (&request_id, &self.request_id_header) {
-                add_header(&mut io.out, name, id);
+                add_header(&mut scratch.out, name, id);
             }
-            io.out.extend_from_slice(&rest[..body_in_buf]);
-            let failed = match self.attempt(client, addr, req, body_left, started, io).await {
+            scratch.out.extend_from_slice(&rest[..body_in_buf]);
+            let failed = match self.attempt(client, addr, req, body_left, started, scratch).await {
                 Ok(answer) => {
                     attempts.answered(route);
                     let status = answer.head.status;
                     route.stats.observe(status, started.elapsed());
-                    let relayed = self.respond(client, answer, addr, req.close, io).await;
+                    let relayed = self.respond(client, answer, addr, req.close, scratch).await;
                     log(status, relayed.as_ref().ok().map(|(_, bytes)| *bytes), Some(addr), route);
                     return match relayed {
                         Ok((Relayed::KeepAlive, _)) => Next::KeepAlive(req.len + body_in_buf),
@@ -405,10 +405,10 @@ impl Proxy {
         self.answer_own(client, r, route, started, req, body_in_buf, body).await
     }
 
-    /// Sends the request (head and body start in `io.out`, then `body_left`
+    /// Sends the request (head and body start in `scratch.out`, then `body_left`
     /// more bytes from the client) and reads the response head, forwarding
     /// informational (1xx) responses. On success: the upstream connection
-    /// and the response head (`io.up` holds `io.filled` bytes read). On
+    /// and the response head (`scratch.up` holds `scratch.filled` bytes read). On
     /// failure: how far it got, and where the client's body is.
     async fn attempt<C: Client>(
         &self,
@@ -417,7 +417,7 @@ impl Proxy {
         req: &head::Request<'_, '_>,
         body_left: u64,
         started: Instant,
-        io: &mut Scratch,
+        scratch: &mut Scratch,
     ) -> Result<Answer, Failed> {
         let head_request = req.method == "HEAD";
         // A pooled connection the upstream closed just now fails before any
@@ -448,13 +448,13 @@ impl Proxy {
             // One timer for sending and for the response head.
             let mut body = ClientBody::Here;
             let exchanged = tokio::time::timeout_at(started + self.upstream_timeout, async {
-                up.write_all(&io.out).await.map_err(Stage::Send)?;
+                up.write_all(&scratch.out).await.map_err(Stage::Send)?;
                 if body_left > 0 {
                     body = ClientBody::Torn;
-                    copy_exact(client, &mut up, body_left, &mut io.up).await.map_err(Stage::Send)?;
+                    copy_exact(client, &mut up, body_left, &mut scratch.up).await.map_err(Stage::Send)?;
                     body = ClientBody::Sent;
                 }
-                read_response_head(&mut up, client, head_request, req.close, io).await.map_err(Stage::Head)
+                read_response_head(&mut up, client, head_request, req.close, scratch).await.map_err(Stage::Head)
             })
             .await;
             let stale = reused && body_left == 0;
@@ -491,7 +491,7 @@ impl Proxy {
         }
     }
 
-    /// Sends the response head (in `io.out`) and the body to the client, and
+    /// Sends the response head (in `scratch.out`) and the body to the client, and
     /// puts the upstream connection back in the pool when it is clean; with
     /// the bytes sent to the client.
     async fn respond<C: Client>(
@@ -500,12 +500,12 @@ impl Proxy {
         answer: Answer,
         addr: SocketAddr,
         client_close: bool,
-        io: &mut Scratch,
+        scratch: &mut Scratch,
     ) -> Result<(Relayed, u64), BrokeOff> {
         let Answer { upstream: mut up, head: ResponseHead { framing, reusable, body_start, .. } } = answer;
-        // io.out holds the client head (written by read_response_head);
-        // io.up[body_start..io.filled] the body bytes read with it.
-        let avail = io.filled - body_start;
+        // scratch.out holds the client head (written by read_response_head);
+        // scratch.up[body_start..scratch.filled] the body bytes read with it.
+        let avail = scratch.filled - body_start;
         let mut reusable = reusable;
         let close = client_close || framing == Framing::UntilClose;
         let (now, left): (usize, Option<Body>) = match framing {
@@ -520,7 +520,7 @@ impl Proxy {
             }
             Framing::Chunked => {
                 let mut c = Chunked::default();
-                let now = c.feed(&io.up[body_start..io.filled]).map_err(|e| {
+                let now = c.feed(&scratch.up[body_start..scratch.filled]).map_err(|e| {
                     if let Some(suppressed) = self.warnings.allow(&addr.to_string()) {
                         tracing::warn!(upstream = %addr, error = %e, suppressed, "bad chunked response");
                     }
@@ -531,33 +531,33 @@ impl Proxy {
             }
             Framing::UntilClose => (avail, Some(Body::UntilClose)),
         };
-        let mut sent = (io.out.len() + now) as u64;
+        let mut sent = (scratch.out.len() + now) as u64;
         if now <= COALESCE {
-            io.out.extend_from_slice(&io.up[body_start..body_start + now]);
-            client.write_all(&io.out).await?;
+            scratch.out.extend_from_slice(&scratch.up[body_start..body_start + now]);
+            client.write_all(&scratch.out).await?;
         } else {
-            client.write_all(&io.out).await?;
-            client.write_all(&io.up[body_start..body_start + now]).await?;
+            client.write_all(&scratch.out).await?;
+            client.write_all(&scratch.up[body_start..body_start + now]).await?;
         }
         client.flush().await?;
         match left {
             None => {}
             Some(Body::Length(n)) => {
-                copy_exact(&mut up, client, n, &mut io.up).await?;
+                copy_exact(&mut up, client, n, &mut scratch.up).await?;
                 sent += n;
             }
             Some(Body::Chunked(mut c)) => loop {
-                let n = up.read(&mut io.up[..]).await?;
+                let n = up.read(&mut scratch.up[..]).await?;
                 if n == 0 {
                     return Err(BrokeOff);
                 }
-                let used = c.feed(&io.up[..n]).map_err(|e| {
+                let used = c.feed(&scratch.up[..n]).map_err(|e| {
                     if let Some(suppressed) = self.warnings.allow(&addr.to_string()) {
                         tracing::warn!(upstream = %addr, error = %e, suppressed, "bad chunked response");
                     }
                     BrokeOff
                 })?;
-                client.write_all(&io.up[..used]).await?;
+                client.write_all(&scratch.up[..used]).await?;
                 sent += used as u64;
                 client.flush().await?;
                 if c.done() {
@@ -566,11 +566,11 @@ impl Proxy {
                 }
             },
             Some(Body::UntilClose) => loop {
-                let n = up.read(&mut io.up[..]).await?;
+                let n = up.read(&mut scratch.up[..]).await?;
                 if n == 0 {
                     break;
                 }
-                client.write_all(&io.up[..n]).await?;
+                client.write_all(&scratch.up[..n]).await?;
                 sent += n as u64;
                 client.flush().await?;
             },
@@ -692,8 +692,8 @@ enum HeadError {
     Bad(String),
 }
 
-/// Reads the upstream's response head into `io.up`, forwarding 1xx
-/// responses to the client, and writes the client's head into `io.out`
+/// Reads the upstream's response head into `scratch.up`, forwarding 1xx
+/// responses to the client, and writes the client's head into `scratch.out`
 /// (with `Connection: close` when the client connection ends after it).
 /// Returns what the proxy needs of the final response's head.
 async fn read_response_head<C: Client>(
@@ -701,21 +701,21 @@ async fn read_response_head<C: Client>(
     client: &mut C,
     head_request: bool,
     client_close: bool,
-    io: &mut Scratch,
+    scratch: &mut Scratch,
 ) -> Result<ResponseHead, HeadError> {
     let mut filled = 0;
     let mut seen_any = false;
-    if io.up.len() < BUF {
-        io.up.resize(BUF, 0);
+    if scratch.up.len() < BUF {
+        scratch.up.resize(BUF, 0);
     }
     loop {
-        if filled == io.up.len() {
-            if io.up.len() >= MAX_RESPONSE_HEAD {
+        if filled == scratch.up.len() {
+            if scratch.up.len() >= MAX_RESPONSE_HEAD {
                 return Err(HeadError::Bad("response head too large".into()));
             }
-            io.up.resize((io.up.len() * 2).max(BUF), 0);
+            scratch.up.resize((scratch.up.len() * 2).max(BUF), 0);
         }
-        let n = up.read(&mut io.up[filled..]).await.map_err(HeadError::Io)?;
+        let n = up.read(&mut scratch.up[filled..]).await.map_err(HeadError::Io)?;
         if n == 0 {
             return Err(if seen_any {
                 HeadError::Bad("connection closed inside the response head".into())
@@ -725,31 +725,31 @@ async fn read_response_head<C: Client>(
         }
         seen_any = true;
         filled += n;
-        // Heads are parsed from the start of io.up; 1xx heads are removed.
+        // Heads are parsed from the start of scratch.up; 1xx heads are removed.
         loop {
             let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let parsed = head::parse_response(&io.up[..filled], &mut storage, head_request)
+            let parsed = head::parse_response(&scratch.up[..filled], &mut storage, head_request)
                 .map_err(|e| HeadError::Bad(e.to_string()))?;
             let Some(resp) = parsed else { break };
-            io.out.clear();
+            scratch.out.clear();
             if (100..200).contains(&resp.status) {
-                head::write_client(&mut io.out, &resp, false);
+                head::write_client(&mut scratch.out, &resp, false);
                 let len = resp.len;
-                client.write_all(&io.out).await.map_err(HeadError::Io)?;
+                client.write_all(&scratch.out).await.map_err(HeadError::Io)?;
                 client.flush().await.map_err(HeadError::Io)?;
-                io.up.copy_within(len..filled, 0);
+                scratch.up.copy_within(len..filled, 0);
                 filled -= len;
                 continue;
             }
             let close = client_close || resp.framing == Framing::UntilClose;
-            head::write_client(&mut io.out, &resp, close);
+            head::write_client(&mut scratch.out, &resp, close);
             let r = ResponseHead {
                 status: resp.status,
                 framing: resp.framing,
                 reusable: resp.reusable,
                 body_start: resp.len,
             };
-            io.filled = filled;
+            scratch.filled = filled;
             return Ok(r);
         }
     }

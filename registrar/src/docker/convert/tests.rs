@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use super::convert::{Settings, workload};
-use crate::workload::{Addressing, Instance, Protocol, Published, Workload};
+use super::{Settings, workload};
+use crate::workload::{Addressing, Protocol, Published, Workload, WorkloadName};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -54,13 +54,13 @@ fn published_mode_takes_the_ipv4_binding() {
     let w = convert(inspect(), false).unwrap();
     assert_eq!(w.key, "c0ffee");
     assert_eq!(w.node, "n1");
-    assert_eq!(w.instance, Instance::Container { name: "web-1".into() });
+    assert_eq!(w.name, WorkloadName::Container { name: "web-1".into() });
     assert_eq!(w.image, "registry:5000/team/web:1.2");
     assert_eq!(
         (w.env["SERVICE_NAME"].as_str(), w.env["SERVICE_TAGS"].as_str(), w.env["EMPTY"].as_str()),
         ("app", "a=b,c", "")
     );
-    assert_eq!(w.labels["SERVICE_TAGS"], "from-label");
+    assert_eq!(w.metadata["SERVICE_TAGS"], "from-label");
     assert_eq!(ports(&w), [(443, None), (80, Some(32768))]);
     assert_eq!(w.ports[1].published, Some(Published { host_ip: None, host_port: 32768 }));
     assert_eq!(w.addressing, Addressing::Published { host: ip("192.0.2.10") });

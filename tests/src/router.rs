@@ -3,22 +3,22 @@
 //! received, echo upgraded connections, and can be slow or killed), a router
 //! daemon on free ports waited on until healthy, and Consul helpers.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::{ConsulAgent, Daemon, free_port, wait_until};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use integration_tests::{ConsulAgent, Daemon, free_port, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// A backend answering `{"name", "path", "query", "headers"}`; `/slow?ms=N`
@@ -27,6 +27,9 @@ pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     tasks: JoinSet<()>,
+    /// Requests that reached the backend so far (counted on arrival,
+    /// before any answer), so a test can wait for one instead of sleeping.
+    arrived: watch::Receiver<u64>,
 }
 
 impl Backend {
@@ -40,13 +43,18 @@ impl Backend {
         let addr = listener.local_addr().expect("local addr");
         let mut tasks = JoinSet::new();
         let n = name.to_string();
+        let (count, arrived) = watch::channel(0u64);
+        let count = Arc::new(count);
         tasks.spawn(async move {
             let mut conns = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let n = n.clone();
+                let (n, count) = (n.clone(), count.clone());
                 conns.spawn(async move {
-                    let svc = service_fn(move |req| answer(n.clone(), req));
+                    let svc = service_fn(move |req| {
+                        count.send_modify(|c| *c += 1);
+                        answer(n.clone(), req)
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .with_upgrades()
@@ -54,7 +62,19 @@ impl Backend {
                 });
             }
         });
-        Backend { name: name.to_string(), addr, tasks }
+        Backend { name: name.to_string(), addr, tasks, arrived }
+    }
+
+    /// Requests that reached this backend so far.
+    pub fn arrived(&self) -> u64 {
+        *self.arrived.borrow()
+    }
+
+    /// Waits up to `timeout` until more than `seen` requests reached this backend.
+    pub async fn wait_arrived(&self, seen: u64, timeout: Duration) {
+        let mut arrived = self.arrived.clone();
+        let got = tokio::time::timeout(timeout, arrived.wait_for(|n| *n > seen)).await;
+        assert!(matches!(got, Ok(Ok(_))), "no request reached backend {} within {timeout:?}", self.name);
     }
 
     pub fn port(&self) -> u16 {

@@ -1,7 +1,8 @@
 //! The sync loop: the one owner of desired state and the only code that
-//! talks to Consul. Sources feed it [`SourceEvent`]s; it turns workloads
-//! into registrations (conventions) and keeps the local agent matching
-//! them (reconcile).
+//! talks to Consul. Sources feed it [`SourceEvent`]s; the pure
+//! [`state::Desired`] turns them into registrations (conventions) and the
+//! Consul calls they need; this shell makes the calls and keeps the local
+//! agent matching (reconcile).
 //!
 //! - Events are applied at once (register, deregister, TTL update), so a
 //!   container start reaches Consul within one inspect and one PUT.
@@ -17,19 +18,21 @@
 //! - Health: registrar-owned TTL checks are refreshed every third of their
 //!   TTL and updated at once when a workload's health signal flips.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+mod state;
+
 use std::time::Duration;
 
 use consul::{ServiceRegistration, TtlStatus};
+use kit::{Backoff, StopWatch};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tracing::{debug, info, warn};
 
-use crate::conventions::{self, HEALTH_TTL_SECS, Options, Warning, health_check_id};
+use crate::conventions::{HEALTH_TTL_SECS, Options, health_check_id};
 use crate::reconcile::{self, Step};
 use crate::source::SourceEvent;
-use crate::workload::{SourceKind, Workload};
-use consul::Backoff;
+
+pub use state::{Clash, Desired, Effect, Wanted};
 
 /// How often the agent is checked for entries it lost.
 const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
@@ -43,47 +46,42 @@ pub struct Config {
     pub resync: Duration,
 }
 
-/// One workload, the registrations made from it, and the values skipped
-/// (kept so a warning is logged when it appears, not on every event).
-struct Tracked {
-    workload: Workload,
-    services: Vec<ServiceRegistration>,
-    warnings: Vec<Warning>,
+/// Why the loop ended before the process stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("every workload source hung up")]
+    SourcesGone,
 }
 
-type Key = (SourceKind, String);
-
-pub struct Sync {
+/// The I/O shell around [`Desired`]: receives events, makes the Consul
+/// calls, retries with backoff.
+pub struct SyncLoop {
     consul: consul::Client,
-    config: Config,
-    tracked: BTreeMap<Key, Tracked>,
-    /// Sources that sent a snapshot: only their entries may be removed.
-    listed: BTreeSet<SourceKind>,
+    node: String,
+    resync: Duration,
+    desired: Desired,
     /// A Consul call failed: a full reconcile is owed, at this instant
     /// (backoff); per-event calls pause until it succeeds.
     owed: Option<Instant>,
     backoff: Backoff,
-    /// Workloads already logged as having nothing to register.
-    quiet: HashSet<Key>,
 }
 
-impl Sync {
+impl SyncLoop {
     pub fn new(consul: consul::Client, config: Config) -> Self {
-        Sync {
+        SyncLoop {
             consul,
-            config,
-            tracked: BTreeMap::new(),
-            listed: BTreeSet::new(),
+            node: config.node,
+            resync: config.resync,
+            desired: Desired::new(config.options),
             owed: None,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
-            quiet: HashSet::new(),
         }
     }
 
-    /// Runs until every source has hung up.
-    pub async fn run(mut self, mut events: mpsc::Receiver<SourceEvent>) {
+    /// Runs until `stop`; ends early only when every source has hung up.
+    pub async fn run(mut self, mut events: mpsc::Receiver<SourceEvent>, mut stop: StopWatch) -> Result<(), SyncError> {
         let now = Instant::now();
-        let mut resync = interval_at(now + self.config.resync, self.config.resync);
+        let mut resync = interval_at(now + self.resync, self.resync);
         let mut presence = interval_at(now + PRESENCE_INTERVAL, PRESENCE_INTERVAL);
         let ttl_period = Duration::from_secs(HEALTH_TTL_SECS / 3);
         let mut ttl = interval_at(now + ttl_period, ttl_period);
@@ -94,9 +92,10 @@ impl Sync {
             let retry_at = self.owed.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 biased;
+                () = stop.stopped() => return Ok(()),
                 event = events.recv() => match event {
                     Some(event) => self.handle(event).await,
-                    None => return,
+                    None => return Err(SyncError::SourcesGone),
                 },
                 _ = sleep_until(retry_at), if self.owed.is_some() => self.reconcile("retry").await,
                 _ = resync.tick() => self.reconcile("resync").await,
@@ -107,58 +106,21 @@ impl Sync {
     }
 
     async fn handle(&mut self, event: SourceEvent) {
-        match event {
-            SourceEvent::Snapshot { source, workloads } => {
-                let mut previous: BTreeMap<Key, Vec<Warning>> = BTreeMap::new();
-                self.tracked.retain(|k, t| {
-                    if k.0 == source {
-                        previous.insert(k.clone(), std::mem::take(&mut t.warnings));
-                    }
-                    k.0 != source
-                });
-                for w in workloads {
-                    let key = (source, w.key.clone());
-                    let seen = previous.get(&key).map_or(&[][..], Vec::as_slice);
-                    let tracked = plan(&self.config.options, &mut self.quiet, w, seen);
-                    self.tracked.insert(key, tracked);
-                }
-                self.quiet.retain(|k| k.0 != source || self.tracked.contains_key(k));
-                self.listed.insert(source);
-                self.reconcile("snapshot").await;
-            }
-            SourceEvent::Upsert(w) => {
-                let key = (w.source, w.key.clone());
-                let seen = self.tracked.get(&key).map_or(&[][..], |t| t.warnings.as_slice());
-                let tracked = plan(&self.config.options, &mut self.quiet, *w, seen);
-                debug!(workload = %tracked.workload.instance, services = tracked.services.len(), "workload changed");
-                let services = tracked.services.clone();
-                let old = self.tracked.insert(key, tracked);
-                if self.owed.is_none() {
-                    self.apply_change(old, &services).await;
-                }
-            }
-            SourceEvent::Remove { source, key } => {
-                let key = (source, key);
-                self.quiet.remove(&key);
-                if let Some(old) = self.tracked.remove(&key)
-                    && self.owed.is_none()
-                {
-                    self.apply_change(Some(old), &[]).await;
-                }
-            }
+        match self.desired.apply(event) {
+            Effect::Reconcile => self.reconcile("snapshot").await,
+            // While a reconcile is owed it will make everything right.
+            Effect::Steps(steps) if self.owed.is_none() => self.apply_steps(steps).await,
+            Effect::Steps(_) => {}
         }
     }
 
-    /// Brings the agent from `old`'s registrations to `new`: registers what
-    /// is new or changed, updates health TTLs in place, removes the rest.
-    async fn apply_change(&mut self, old: Option<Tracked>, new: &[ServiceRegistration]) {
-        let old = old.map(|t| t.services).unwrap_or_default();
-        for step in reconcile::steps(&old, new) {
+    /// Registers what is new or changed, updates health TTLs in place,
+    /// removes the rest; stops at the first failure.
+    async fn apply_steps(&mut self, steps: Vec<Step>) {
+        for step in steps {
             match step {
                 Step::Register(reg) => match self.consul.register_service(&reg).await {
-                    Ok(()) => {
-                        info!(service_id = %reg.id, service = %reg.name, address = %reg.address, port = ?reg.port, "registered")
-                    }
+                    Ok(()) => registered(&reg),
                     Err(error) => return self.failed("register", &reg.id, &error),
                 },
                 Step::Health { service_id, passing } => {
@@ -176,31 +138,17 @@ impl Sync {
         }
     }
 
-    /// Every registration we want, by ID; on a clash the first wins (and
-    /// with `report`, the clash is logged).
-    fn desired(&self, report: bool) -> BTreeMap<String, ServiceRegistration> {
-        let mut desired = BTreeMap::new();
-        for t in self.tracked.values() {
-            for reg in &t.services {
-                if desired.contains_key(&reg.id) {
-                    if report {
-                        warn!(service_id = %reg.id, workload = %t.workload.instance, "service ID already used by another workload; skipped");
-                    }
-                } else {
-                    desired.insert(reg.id.clone(), reg.clone());
-                }
-            }
-        }
-        desired
-    }
-
     /// Makes the agent hold exactly the desired entries among ours.
     async fn reconcile(&mut self, why: &'static str) {
         let actual = match self.consul.agent_services().await {
             Ok(a) => a,
             Err(error) => return self.failed("list agent services", why, &error),
         };
-        let diff = reconcile::diff(&self.desired(true), &actual, &self.config.node, &self.listed);
+        let wanted = self.desired.registrations();
+        for clash in &wanted.clashes {
+            warn!(service_id = %clash.service_id, workload = %clash.workload, "service ID already used by another workload; skipped");
+        }
+        let diff = reconcile::diff(&wanted.by_id, &actual, &self.node, self.desired.listed());
         if !diff.is_empty() {
             info!(
                 reason = why,
@@ -213,7 +161,7 @@ impl Sync {
             if let Err(error) = self.consul.register_service(reg).await {
                 return self.failed("register", &reg.id, &error);
             }
-            info!(service_id = %reg.id, service = %reg.name, address = %reg.address, port = ?reg.port, "registered");
+            registered(reg);
         }
         for id in &diff.deregister {
             if let Err(error) = self.consul.deregister_service(id).await {
@@ -235,7 +183,7 @@ impl Sync {
             Ok(a) => a,
             Err(error) => return self.failed("list agent services", "presence", &error),
         };
-        let missing = self.desired(false).keys().filter(|id| !actual.contains_key(*id)).count();
+        let missing = self.desired.registrations().by_id.keys().filter(|id| !actual.contains_key(*id)).count();
         if missing > 0 {
             warn!(missing, "Consul agent lost our entries (agent restarted?); reconciling");
             self.reconcile("agent lost entries").await;
@@ -244,16 +192,8 @@ impl Sync {
 
     /// Re-asserts every registrar-owned TTL check before it expires.
     async fn refresh_ttls(&mut self) {
-        let checks: Vec<(String, TtlStatus)> = self
-            .tracked
-            .values()
-            .flat_map(|t| t.services.iter())
-            .filter_map(|reg| {
-                let status = if reconcile::health_passing(reg)? { TtlStatus::Pass } else { TtlStatus::Fail };
-                Some((health_check_id(&reg.id), status))
-            })
-            .collect();
-        for (check_id, status) in checks {
+        for (check_id, passing) in self.desired.ttl_checks() {
+            let status = if passing { TtlStatus::Pass } else { TtlStatus::Fail };
             if let Err(error) = self.consul.ttl_check(&check_id, status, "").await {
                 return self.failed("refresh health check", &check_id, &error);
             }
@@ -268,20 +208,6 @@ impl Sync {
     }
 }
 
-/// The registrations of `w`, logging skipped values not among `seen`
-/// (already logged), and once, a workload with nothing to register.
-fn plan(options: &Options, quiet: &mut HashSet<Key>, w: Workload, seen: &[Warning]) -> Tracked {
-    let plan = conventions::registrations(&w, options);
-    for warning in plan.warnings.iter().filter(|warning| !seen.contains(warning)) {
-        warn!(workload = %w.instance, key = %warning.key, value = %warning.value, "{}", warning.problem);
-    }
-    let key = (w.source, w.key.clone());
-    if plan.services.is_empty() {
-        if quiet.insert(key) {
-            debug!(workload = %w.instance, source = %w.source, "nothing to register (no reachable port, or ignored)");
-        }
-    } else {
-        quiet.remove(&key);
-    }
-    Tracked { workload: w, services: plan.services, warnings: plan.warnings }
+fn registered(reg: &ServiceRegistration) {
+    info!(service_id = %reg.id, service = %reg.name, address = %reg.address, port = ?reg.port, "registered");
 }
