@@ -32,6 +32,8 @@ declare -A PKGS=(
   [jq]=jq
   [python3]=python3
   [tar]=tar
+  # ACME tests: the Pebble test CA and its DNS stand-in (pebble-challtestsrv).
+  [pebble]=pebble
 )
 
 missing=()

@@ -175,10 +175,11 @@ impl Client {
         resp.text().await.map_err(|source| Error::Transport { endpoint, source })
     }
 
-    /// A PUT with a raw body (KV values).
-    pub(crate) async fn put_raw(&self, path: &str, body: Vec<u8>) -> Result<String, Error> {
+    /// A PUT with a raw body (KV values) and query parameters (`cas`,
+    /// `acquire`, `release`).
+    pub(crate) async fn put_raw(&self, path: &str, query: &[(&str, String)], body: Vec<u8>) -> Result<String, Error> {
         let endpoint = format!("PUT /{path}");
-        let req = self.request(Method::PUT, path, self.request_timeout)?.body(body);
+        let req = self.request(Method::PUT, path, self.request_timeout)?.query(query).body(body);
         let resp = self.send(req, &endpoint, &[]).await?;
         resp.text().await.map_err(|source| Error::Transport { endpoint, source })
     }

@@ -1,5 +1,6 @@
 //! A typed async client for the parts of Consul's HTTP API v1 that the edge
-//! daemons use: the local agent (services, checks), the catalog, health and KV.
+//! daemons use: the local agent (services, checks), the catalog, health, KV
+//! and sessions (KV locks with check-and-set writes).
 //!
 //! Every read can be a [blocking query](https://developer.hashicorp.com/consul/api-docs/features/blocking):
 //! pass a [`QueryOptions`] with the last index seen and a wait time, get back a
@@ -18,12 +19,14 @@ mod client;
 mod error;
 mod health;
 mod kv;
+mod session;
 mod types;
 
 pub use agent::TtlStatus;
 pub use blocking::{QueryOptions, Response, WatchIndex};
 pub use client::{Client, Config, usable_in_path};
 pub use error::Error;
+pub use session::{SessionBehavior, SessionRequest};
 pub use types::{
     AgentService, CatalogNode, CatalogService, CheckRegistration, CheckStatus, HealthCheck, KvPair, Node, ServiceEntry,
     ServiceRegistration,

@@ -189,6 +189,8 @@ pub struct KvPair {
     pub value: Vec<u8>,
     pub flags: u64,
     pub modify_index: u64,
+    /// The session holding the key's lock, if any (see [`crate::Client::kv_acquire`]).
+    pub session: Option<String>,
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ const CONSUL_WAIT: Bounds = between(Duration::from_millis(100), Duration::from_s
 const MAX_STALE: Bounds = between(Duration::from_millis(100), Duration::from_secs(3600));
 /// Merging stops at 50 ms (discovery's MAX_COALESCE) whatever this says.
 const COALESCE: Bounds = between(Duration::ZERO, SEC);
+/// ACME: renewing more than a year ahead, or retrying after more than a
+/// week, is no setting anyone means.
+const ACME_RENEW_BEFORE: Bounds = between(SEC, Duration::from_secs(365 * 86_400));
+const ACME_RETRY: Bounds = between(SEC, Duration::from_secs(7 * 86_400));
 
 /// `--strategy`: how one instance is picked among a route's targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,6 +56,18 @@ pub enum TlsVersion {
     V12,
     #[value(name = "1.3")]
     V13,
+}
+
+/// The challenge the ordering node asks the ACME server to validate (every
+/// node answers both kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AcmeChallenge {
+    /// On the plain-HTTP listeners (the CA connects to port 80).
+    #[value(name = "http-01")]
+    Http01,
+    /// On the TLS listeners, ALPN `acme-tls/1` (the CA connects to port 443).
+    #[value(name = "tls-alpn-01")]
+    TlsAlpn01,
 }
 
 /// One certificate store (`--cert-source`).
@@ -278,6 +294,52 @@ pub struct Cli {
     /// 308 to the same URL over https (except ACME HTTP-01 challenges).
     #[arg(long, env = "ROUTER_HTTPS_REDIRECT")]
     pub https_redirect: bool,
+
+    /// ACME directory URL (e.g. Let's Encrypt's); enables automatic
+    /// certificates for route hosts under `--acme-domains`. Needs
+    /// `--tls-addr`, `--acme-domains` and `--acme-agree-tos`.
+    #[arg(long, env = "ROUTER_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+
+    /// Contact e-mail registered with the ACME account.
+    #[arg(long, env = "ROUTER_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// Agree to the ACME server's terms of service (required with `--acme-directory`).
+    #[arg(long, env = "ROUTER_ACME_AGREE_TOS")]
+    pub acme_agree_tos: bool,
+
+    /// PEM root certificate trusted for the ACME directory's own TLS (a
+    /// private or test CA).
+    #[arg(long, env = "ROUTER_ACME_CA_ROOT")]
+    pub acme_ca_root: Option<PathBuf>,
+
+    /// Consul KV prefix holding the shared ACME state.
+    #[arg(long, env = "ROUTER_ACME_KV_PREFIX", default_value = "router/acme",
+          value_parser = |s: &str| router::acme::layout::Layout::new(s))]
+    pub acme_kv_prefix: router::acme::layout::Layout,
+
+    /// Renew a certificate this long before it expires (a certificate
+    /// living no longer than this is renewed in its last third).
+    #[arg(long, env = "ROUTER_ACME_RENEW_BEFORE", default_value = "30days", value_parser = ACME_RENEW_BEFORE)]
+    pub acme_renew_before: Duration,
+
+    /// Names certificates may be ordered for: `example.org` or
+    /// `*.example.com` (one label), comma-separated.
+    #[arg(long, env = "ROUTER_ACME_DOMAINS", value_parser = |s: &str| router::acme::domains::DomainPatterns::parse(s))]
+    pub acme_domains: Option<router::acme::domains::DomainPatterns>,
+
+    /// The challenge this node asks the ACME server to validate.
+    #[arg(long, env = "ROUTER_ACME_CHALLENGE", value_enum, default_value = "http-01")]
+    pub acme_challenge: AcmeChallenge,
+
+    /// First wait after a failed order; doubles per consecutive failure.
+    #[arg(long, env = "ROUTER_ACME_RETRY_MIN", default_value = "1m", value_parser = ACME_RETRY)]
+    pub acme_retry_min: Duration,
+
+    /// Longest wait between failed orders (the CA's `Retry-After` may ask for longer).
+    #[arg(long, env = "ROUTER_ACME_RETRY_MAX", default_value = "6h", value_parser = ACME_RETRY)]
+    pub acme_retry_max: Duration,
 }
 
 fn header_name(s: &str) -> Result<String, String> {

@@ -2,5 +2,6 @@
 //! (main.rs) and the benchmarks, which cannot reach into a binary crate.
 
 pub mod access;
+pub mod acme;
 pub mod proxy_protocol;
 pub mod routes;

@@ -9,6 +9,7 @@
 //! they end, a listener's end stops the process non-zero.
 
 mod admin;
+mod autocert;
 mod cli;
 mod discovery;
 mod memory;
@@ -60,10 +61,16 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         let l = TcpListener::bind(addr).await.with_context(|| format!("binding the TLS listener to {addr}"))?;
         tls_listeners.push(l);
     }
+    let acme_on = cli.acme_directory.is_some();
     anyhow::ensure!(
-        cli.tls_addr.is_empty() || !cli.cert_source.is_empty(),
-        "--tls-addr needs at least one --cert-source"
+        cli.tls_addr.is_empty() || !cli.cert_source.is_empty() || acme_on,
+        "--tls-addr needs at least one --cert-source (or --acme-directory)"
     );
+    if acme_on {
+        anyhow::ensure!(cli.acme_agree_tos, "--acme-directory needs --acme-agree-tos (the CA's terms of service)");
+        anyhow::ensure!(cli.acme_domains.is_some(), "--acme-directory needs --acme-domains");
+        anyhow::ensure!(!cli.tls_addr.is_empty(), "--acme-directory needs a --tls-addr to serve the certificates on");
+    }
     let admin_listener = TcpListener::bind(cli.admin_addr)
         .await
         .with_context(|| format!("binding the admin listener to {}", cli.admin_addr))?;
@@ -80,11 +87,40 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             Some(Arc::new(tls::Tls::new(cli.tls_strict_sni, cli.tls_min_version).context("TLS server configuration")?))
         }
     };
+    let acme = match (&tls, &cli.acme_directory, &cli.acme_domains) {
+        (Some(t), Some(directory), Some(patterns)) => Some(autocert::Acme::new(
+            autocert::Config {
+                directory: directory.clone(),
+                email: cli.acme_email.clone(),
+                ca_root: cli.acme_ca_root.clone(),
+                layout: cli.acme_kv_prefix.clone(),
+                patterns: patterns.clone(),
+                policy: router::acme::plan::Policy {
+                    renew_before: cli.acme_renew_before,
+                    retry_min: cli.acme_retry_min,
+                    retry_max: cli.acme_retry_max,
+                },
+                challenge: cli.acme_challenge,
+                node: format!("pid {} admin {}", std::process::id(), cli.admin_addr),
+            },
+            consul.clone(),
+            shared.clone(),
+            t.clone(),
+        )),
+        _ => None,
+    };
     if let Some(t) = &tls {
-        let sources =
-            tls::Sources::new(&cli.cert_source, cli.tls_default_cert.clone(), t.resolver.clone(), t.provider());
-        for (idx, source) in cli.cert_source.iter().enumerate() {
+        // The ACME certificates come last: a --cert-source certificate for
+        // a name wins.
+        let mut stores = cli.cert_source.clone();
+        stores.extend(acme.as_ref().map(|a| a.source()));
+        let sources = tls::Sources::new(&stores, cli.tls_default_cert.clone(), t.resolver.clone(), t.provider());
+        for (idx, source) in stores.iter().enumerate() {
             sources.spawn(&mut tasks, idx, source.clone(), consul.clone(), shared.clone(), timing);
+        }
+        if let Some(a) = &acme {
+            t.acme.store(Some(a.clone()));
+            a.spawn(&mut tasks);
         }
     }
     let discovery_config = discovery::Config {
@@ -126,6 +162,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
             _ => None,
         },
         stop: tasks.stop().watch(),
+        acme: acme.clone(),
     });
     let sweeper = proxy.clone();
     tasks.spawn("pool sweeper", restart(), move |mut stop| {

@@ -2,7 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use consul::{CheckRegistration, CheckStatus, QueryOptions, ServiceRegistration, TtlStatus, WatchIndex};
+use consul::{
+    CheckRegistration, CheckStatus, QueryOptions, ServiceRegistration, SessionBehavior, SessionRequest, TtlStatus,
+    WatchIndex,
+};
 use integration_tests::{ConsulAgent, wait_until};
 
 fn web(id: &str, port: u16) -> ServiceRegistration {
@@ -107,6 +110,67 @@ async fn kv_round_trip() {
 
     c.kv_delete("router/config").await.expect("delete");
     assert!(c.kv_get("router/config", &QueryOptions::default()).await.expect("get").value.is_none());
+}
+
+#[tokio::test]
+async fn kv_check_and_set_refuses_a_stale_index() {
+    let agent = ConsulAgent::start().await.expect("consul starts");
+    let c = agent.client();
+    let get = || async { c.kv_get("acme/k", &QueryOptions::default()).await.expect("get").value };
+    assert!(c.kv_cas("acme/k", 0, "first").await.expect("cas create"), "index 0 creates a missing key");
+    assert!(!c.kv_cas("acme/k", 0, "second").await.expect("cas create again"), "index 0 never overwrites");
+    let seen = get().await.expect("present");
+    assert_eq!(seen.value, b"first");
+    assert!(c.kv_cas("acme/k", seen.modify_index, "updated").await.expect("cas"));
+    assert!(!c.kv_cas("acme/k", seen.modify_index, "stale").await.expect("stale cas"), "the index moved on");
+    assert_eq!(get().await.expect("present").value, b"updated");
+}
+
+fn session(name: &str) -> SessionRequest {
+    SessionRequest {
+        name: name.into(),
+        ttl: Duration::from_secs(10),
+        lock_delay: Duration::ZERO,
+        behavior: SessionBehavior::Release,
+    }
+}
+
+#[tokio::test]
+async fn kv_lock_is_held_by_one_session_and_freed_when_it_ends() {
+    let agent = ConsulAgent::start().await.expect("consul starts");
+    let c = agent.client();
+    let a = c.session_create(&session("node a")).await.expect("session a");
+    let b = c.session_create(&session("node b")).await.expect("session b");
+    assert_ne!(a, b);
+
+    assert!(c.kv_acquire("acme/lock/x", &a, "a").await.expect("a acquires"));
+    assert!(!c.kv_acquire("acme/lock/x", &b, "b").await.expect("b tries"), "a holds the lock");
+    let held = c.kv_get("acme/lock/x", &QueryOptions::default()).await.expect("get").value.expect("key");
+    assert_eq!(held.session.as_deref(), Some(a.as_str()));
+    assert_eq!(held.value, b"a");
+    assert!(c.kv_acquire("acme/lock/x", &a, "a again").await.expect("re-acquire"), "the holder may acquire again");
+
+    // Only the holder can release.
+    assert!(!c.kv_release("acme/lock/x", &b, "").await.expect("b releases"));
+    assert!(c.kv_release("acme/lock/x", &a, "done").await.expect("a releases"));
+    let free = c.kv_get("acme/lock/x", &QueryOptions::default()).await.expect("get").value.expect("key kept");
+    assert_eq!(free.session, None);
+    assert_eq!(free.value, b"done", "release keeps the key (Behavior release)");
+    assert!(c.kv_acquire("acme/lock/x", &b, "b").await.expect("b acquires"));
+
+    // A holder that ends (here destroyed; a dead node's session expires the
+    // same way) frees its locks, and renewing it says it is gone.
+    assert!(c.session_renew(&b).await.expect("renew b"));
+    c.session_destroy(&b).await.expect("destroy b");
+    assert!(!c.session_renew(&b).await.expect("renew destroyed"), "a destroyed session cannot be renewed");
+    let freed = c.kv_get("acme/lock/x", &QueryOptions::default()).await.expect("get").value.expect("key");
+    assert_eq!(freed.session, None);
+    assert!(c.kv_acquire("acme/lock/x", &a, "a").await.expect("a takes over"));
+    c.session_destroy(&a).await.expect("destroy a");
+
+    // A lock with a session that does not exist is refused, not granted.
+    let err = c.kv_acquire("acme/lock/y", &b, "").await.expect_err("invalid session");
+    assert_eq!(err.status(), Some(500), "{err}");
 }
 
 #[tokio::test]

@@ -95,10 +95,57 @@ pub struct Cert<'a> {
     #[serde(flatten)]
     pub info: &'a crate::tls::cert::Info,
     pub default: bool,
+    /// For a certificate ACME keeps: where its ordering stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeState>,
 }
 
-pub fn certs(store: &crate::tls::Store) -> Vec<Cert<'_>> {
-    store.certs().map(|(info, default)| Cert { info, default }).collect()
+/// An ACME name's state: `valid`, `pending` or `failed` with the CA's error.
+#[derive(Debug, Clone, Serialize)]
+pub struct AcmeState {
+    pub state: router::acme::plan::Shown,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An ACME name no certificate is served for yet.
+#[derive(Debug, Serialize)]
+pub struct Unissued {
+    pub name: String,
+    pub acme: AcmeState,
+}
+
+/// `/api/certs`: the served certificates, then the ACME names without one.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum CertEntry<'a> {
+    Served(Cert<'a>),
+    Unissued(Unissued),
+}
+
+pub fn certs<'a>(store: &'a crate::tls::Store, acme: Option<&crate::autocert::Acme>) -> Vec<CertEntry<'a>> {
+    let records = acme.map(|a| a.records.load_full()).unwrap_or_default();
+    let ours = acme.map(|a| a.source().to_string());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let state = |name: &str| {
+        let (state, error) = router::acme::plan::shown(records.get(name), now);
+        AcmeState { state, error: error.map(str::to_string) }
+    };
+    let mut served = std::collections::HashSet::new();
+    let mut out: Vec<CertEntry<'a>> = store
+        .certs()
+        .map(|(info, default)| {
+            let acme = (Some(&info.source) == ours.as_ref()).then(|| {
+                served.insert(info.name.clone());
+                state(&info.name)
+            });
+            CertEntry::Served(Cert { info, default, acme })
+        })
+        .collect();
+    for name in records.keys().filter(|n| !served.contains(*n)) {
+        out.push(CertEntry::Unissued(Unissued { name: name.clone(), acme: state(name) }));
+    }
+    out
 }
 
 /// Skipped tags, override lines and certificates.

@@ -66,7 +66,7 @@ impl Admin {
                 json(&api::status(&self.shared, &self.overrides_key, self.consul_max_stale, vip, self.tls.as_deref()))
             }
             "/api/certs" => match &self.tls {
-                Some(t) => json(&api::certs(&t.resolver.store.load())),
+                Some(t) => json(&api::certs(&t.resolver.store.load(), t.acme.load().as_deref())),
                 None => json(&[(); 0]),
             },
             "/metrics" => reply(

@@ -65,6 +65,17 @@ fn render_tls(tls: &crate::tls::Tls, out: &mut String) {
     for (result, n) in tls.handshakes.rows() {
         let _ = writeln!(out, "router_tls_handshakes_total{{result=\"{result}\"}} {n}");
     }
+    if let Some(acme) = tls.acme.load().as_deref() {
+        out.push_str("# HELP router_acme_orders_total ACME orders this node completed, by result.\n");
+        out.push_str("# TYPE router_acme_orders_total counter\n");
+        for (result, n) in [("issued", &acme.orders.issued), ("failed", &acme.orders.failed)] {
+            let _ = writeln!(
+                out,
+                "router_acme_orders_total{{result=\"{result}\"}} {}",
+                n.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
+    }
     out.push_str("# HELP router_tls_certificate_expiry_seconds Unix time a served certificate expires.\n");
     out.push_str("# TYPE router_tls_certificate_expiry_seconds gauge\n");
     let store = tls.resolver.store.load();

@@ -67,6 +67,8 @@ pub struct Proxy {
     pub request_id_header: Option<String>,
     /// `--https-redirect`, when given.
     pub https_redirect: Option<crate::tls::HttpsRedirect>,
+    /// Answers ACME HTTP-01 challenges on plain HTTP when ACME is on.
+    pub acme: Option<Arc<crate::autocert::Acme>>,
 }
 
 impl Proxy {
@@ -198,6 +200,25 @@ impl Proxy {
             .to_string();
         let tls = conn.tls;
         self.metrics.count_protocol(req.version(), tls);
+        if !tls
+            && let Some(acme) = &self.acme
+            && let Some(token) = acme.http01_token(&host, req.uri().path())
+        {
+            let resp = match acme.http01(token).await {
+                Ok(Some(key_auth)) => {
+                    let mut r = Response::new(full(key_auth));
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                    r
+                }
+                Ok(None) => text(StatusCode::NOT_FOUND, "no such ACME challenge\n"),
+                Err(error) => {
+                    tracing::warn!(%error, "reading an HTTP-01 challenge");
+                    text(StatusCode::SERVICE_UNAVAILABLE, "ACME state unreadable\n")
+                }
+            };
+            self.metrics.observe_unrouted(resp.status().as_u16(), started.elapsed());
+            return (resp, None);
+        }
         if !tls
             && let Some(r) = &self.https_redirect
             && r.applies(&host, req.uri().path())

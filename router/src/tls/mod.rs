@@ -52,10 +52,12 @@ pub struct Handshakes {
     pub failed: AtomicU64,
     /// Not finished within `--header-timeout`.
     pub timeout: AtomicU64,
+    /// An ACME server's TLS-ALPN-01 validation, answered and closed.
+    pub acme_challenge: AtomicU64,
 }
 
 impl Handshakes {
-    pub fn rows(&self) -> [(&'static str, u64); 6] {
+    pub fn rows(&self) -> [(&'static str, u64); 7] {
         [
             ("ok", self.ok.load(Ordering::Relaxed)),
             ("resumed", self.resumed.load(Ordering::Relaxed)),
@@ -63,6 +65,7 @@ impl Handshakes {
             ("no_certificate", self.no_certificate.load(Ordering::Relaxed)),
             ("failed", self.failed.load(Ordering::Relaxed)),
             ("timeout", self.timeout.load(Ordering::Relaxed)),
+            ("acme_challenge", self.acme_challenge.load(Ordering::Relaxed)),
         ]
     }
 }
@@ -72,7 +75,12 @@ pub struct Tls {
     pub resolver: Arc<Resolver>,
     pub config: Arc<ServerConfig>,
     pub handshakes: Handshakes,
+    /// Answers TLS-ALPN-01 challenges when ACME is on (set once at start).
+    pub acme: arc_swap::ArcSwapOption<crate::autocert::Acme>,
 }
+
+/// The ALPN protocol of TLS-ALPN-01 validation (RFC 8737).
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// Sessions the server remembers for TLS 1.2 resumption by id; TLS 1.3
 /// resumption uses stateless tickets.
@@ -93,7 +101,34 @@ impl Tls {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
         config.ticketer = rustls::crypto::ring::Ticketer::new()?;
-        Ok(Tls { resolver, config: Arc::new(config), handshakes: Handshakes::default() })
+        Ok(Tls {
+            resolver,
+            config: Arc::new(config),
+            handshakes: Handshakes::default(),
+            acme: arc_swap::ArcSwapOption::empty(),
+        })
+    }
+
+    /// A one-off configuration serving a TLS-ALPN-01 challenge certificate
+    /// (PEM, certificate then key) with only `acme-tls/1` as ALPN.
+    pub(crate) fn challenge_config(&self, pem: &[u8]) -> Result<Arc<ServerConfig>, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_slice(pem).map_err(|e| e.to_string())?;
+        let provider = self.provider();
+        let key = provider.key_provider.load_private_key(key).map_err(|e| e.to_string())?;
+        // Built without rustls's certificate checks: they refuse the
+        // critical acmeIdentifier extension RFC 8737 requires.
+        let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, key));
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+        Ok(Arc::new(config))
     }
 
     pub fn provider(&self) -> Arc<CryptoProvider> {
@@ -112,6 +147,36 @@ impl Tls {
             Ok(Err(_)) => return count(&h.bad_hello),
             Ok(Ok(s)) => s,
         };
+        // An ACME server validating TLS-ALPN-01 offers only `acme-tls/1`:
+        // it gets the challenge certificate from KV, and the connection
+        // ends after the handshake (RFC 8737 §3).
+        // Without ACME such a hello is served like any other.
+        let alpn_challenge = start.client_hello().alpn().is_some_and(|mut a| a.any(|p| p == ACME_TLS_ALPN));
+        if alpn_challenge && let Some(acme) = self.acme.load_full() {
+            let pem = match start.client_hello().server_name() {
+                Some(name) => acme.tls_alpn01(&name.to_ascii_lowercase()).await,
+                None => None,
+            };
+            let config = match pem.map(|p| self.challenge_config(&p)) {
+                Some(Ok(c)) => c,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "unusable TLS-ALPN-01 challenge certificate in KV");
+                    return count(&h.no_certificate);
+                }
+                None => {
+                    tracing::debug!("acme-tls/1 handshake for a name without a pending challenge");
+                    return count(&h.no_certificate);
+                }
+            };
+            return match tokio::time::timeout_at(deadline, start.into_stream(config)).await {
+                Ok(Ok(_)) => count(&h.acme_challenge),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "acme-tls/1 handshake failed");
+                    count(&h.failed)
+                }
+                Err(_) => count(&h.timeout),
+            };
+        }
         // Strict refusal is decided here rather than inside the resolver, so
         // it is counted apart from other failures.
         let refused =

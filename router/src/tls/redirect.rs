@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use super::Resolver;
 
-/// Paths an ACME HTTP-01 challenge is fetched from.
-pub const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
+use router::acme::layout::HTTP01_PATH as ACME_CHALLENGE;
 
 pub struct HttpsRedirect {
     pub resolver: Arc<Resolver>,

@@ -318,8 +318,8 @@ impl Proxy {
             Next::HandOff(HandOff::Request(one::Boundary { head_len: req.len, body }))
         };
         if !conn.tls
-            && let Some(r) = &self.https_redirect
-            && r.applies(req.host, req.path)
+            && (self.https_redirect.as_ref().is_some_and(|r| r.applies(req.host, req.path))
+                || self.acme.as_ref().is_some_and(|a| a.http01_token(req.host, req.path).is_some()))
         {
             return hand_off();
         }
