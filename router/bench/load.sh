@@ -24,87 +24,27 @@
 # Usage: router/bench/load.sh   (env: DURATION=5s CONNECTIONS=64 ROUNDS=3 HOSTS=10000)
 set -euo pipefail
 
-DURATION=${DURATION:-5s}
-CONNECTIONS=${CONNECTIONS:-64}
-ROUNDS=${ROUNDS:-3}
 HOSTS=${HOSTS:-10000}
-SERVER_CORE=${SERVER_CORE:-0}
-CLIENT_CORE=${CLIENT_CORE:-1}
 
-cd "$(dirname "$0")/../.."
-root=$(pwd)
-for tool in consul nginx wrk taskset curl jq python3; do
-  command -v "$tool" >/dev/null || { echo "load.sh: $tool is required" >&2; exit 1; }
-done
+# Defaults, temp dir and cleanup, free ports, Consul, nginx, the figures'
+# arithmetic: shared with tls.sh.
+# shellcheck source=router/bench/common.sh
+source "$(dirname "$0")/common.sh"
+require consul nginx wrk taskset curl jq python3
 
-work=$(mktemp -d /tmp/edge-load.XXXXXX)
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# shellcheck source=router/bench/lib.sh
-source "$root/router/bench/lib.sh"
-
-echo "building the router (release)..." >&2
-cargo build --release -q -p router --bin router
-router_bin=$root/target/release/router
-
-# --- Consul ---------------------------------------------------------------
-consul_http=$(free_port)
-cat >"$work/consul.hcl" <<EOF
-ports { http = $consul_http, dns = -1, serf_lan = $(free_port), serf_wan = -1, server = $(free_port), grpc = -1 }
-EOF
-taskset -c "$CLIENT_CORE" consul agent -dev -log-level=warn -bind=127.0.0.1 -client=127.0.0.1 \
-  -node=edge-load -config-file="$work/consul.hcl" >"$work/consul.log" 2>&1 &
-pids+=($!)
-consul_addr=http://127.0.0.1:$consul_http
-wait_for 20 bash -c "curl -sf $consul_addr/v1/status/leader | grep -q :"
+build_router
+start_consul
 
 # --- backend and proxy nginx ----------------------------------------------
-backend_port=$(free_port)
+start_backend
 nginx_port=$(free_port)
-mkdir -p "$work/www" "$work/backend" "$work/proxy"
-head -c 100 /dev/zero | tr '\0' 'x' >"$work/www/index.html"
-# nginx workers run as an unprivileged user when started as root.
-chmod 755 "$work" "$work/www"
-chmod 644 "$work/www/index.html"
-nginx_conf() { # $1 dir, $2 server block
-  cat <<EOF
-worker_processes 1;
-daemon off;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $1/body; proxy_temp_path $1/proxy; fastcgi_temp_path $1/fcgi;
-  uwsgi_temp_path $1/uwsgi; scgi_temp_path $1/scgi;
-  keepalive_requests 1000000;
-  $2
-}
-EOF
-}
-nginx_conf "$work/backend" "server { listen 127.0.0.1:$backend_port; root $work/www; }" >"$work/backend/nginx.conf"
+mkdir -p "$work/proxy"
 nginx_conf "$work/proxy" "upstream backend { server 127.0.0.1:$backend_port; keepalive 64; }
   server { listen 127.0.0.1:$nginx_port; location / {
     proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" >"$work/proxy/nginx.conf"
-taskset -c "$SERVER_CORE" nginx -p "$work/backend" -c "$work/backend/nginx.conf" -e "$work/backend/error.log" &
-backend_master=$!
-pids+=($!)
-taskset -c "$SERVER_CORE" nginx -p "$work/proxy" -c "$work/proxy/nginx.conf" -e "$work/proxy/error.log" &
-proxy_master=$!
-pids+=($!)
-wait_for 10 curl -sf "http://127.0.0.1:$backend_port/index.html"
+start_nginx proxy
+proxy_worker=$nginx_worker
 wait_for 10 curl -sf "http://127.0.0.1:$nginx_port/index.html"
-# The processes that do the work (for CPU time per request).
-backend_worker=$(pgrep -P "$backend_master" | head -n1)
-proxy_worker=$(pgrep -P "$proxy_master" | head -n1)
 
 # --- router ---------------------------------------------------------------
 router_port=$(free_port)
@@ -187,38 +127,16 @@ request = function()
   return reqs[i]
 end
 EOF
-# CPU time (user + system) of a process so far, in clock ticks.
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-tick_us=$((1000000 / $(getconf CLK_TCK)))
-# Prints "req/s p99_ms cpu_us" for a URL; $2 hosts to cycle through; $3 the
-# process whose CPU time per request is reported (the proxy, or the backend
-# for the direct runs): a figure that the machine's noise moves far less
-# than req/s, since it does not count time spent waiting for the core.
+# Prints "req/s p99_ms cpu_us" for a URL (common.sh's wrk_measure); $2 hosts
+# to cycle through; $3 the process whose CPU time per request is reported
+# (the proxy, or the backend for the direct runs).
 measure() {
-  local out before after
-  before=$(ticks "$3")
-  out=$(BENCH_HOSTS=$2 taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
-    -s "$work/hosts.lua" "$1/index.html")
-  after=$(ticks "$3")
-  if grep -q "Non-2xx" <<<"$out"; then echo "load.sh: non-2xx answers from $1:" >&2; echo "$out" >&2; return 1; fi
-  awk -v ticks=$((after - before)) -v tick_us="$tick_us" '
-    /Requests\/sec:/ { rps = $2 }
-    / requests in / { n = $1 }
-    $1 == "99%" { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
-                  p99 = (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v }
-    END { printf "%.0f %.2f %.2f\n", rps, p99, ticks * tick_us / n }' <<<"$out"
+  BENCH_HOSTS=$2 wrk_measure "$3" -s "$work/hosts.lua" "$1/index.html"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-# Appends the ratio of the last lines' req/s of two files to a third: two
-# paths measured back to back in one round, so slow phases of the machine
-# hit both.
-round_ratio() { ratio "$(tail -n1 "$1" | cut -d' ' -f1)" "$(tail -n1 "$2" | cut -d' ' -f1)" >>"$3"; echo >>"$3"; }
 
 # Runs every measurement $ROUNDS times, interleaved, and keeps the median
 # (by req/s) of each: other work on the machine comes and goes, and
 # interleaving spreads it over all three paths instead of one.
-median() { sort -n | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
-rss_mb() { awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$router_pid/status"; }
 
 echo "measuring: wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds, servers on core $SERVER_CORE, wrk on core $CLIENT_CORE" >&2
 : >"$work/direct" >"$work/router" >"$work/nginx" >"$work/router_vs_nginx" >"$work/logged" >"$work/logged_vs_router"
@@ -237,7 +155,7 @@ read -r direct_rps direct_p99 direct_cpu <<<"$(median <"$work/direct")"
 read -r router_rps router_p99 router_cpu <<<"$(median <"$work/router")"
 read -r nginx_rps nginx_p99 nginx_cpu <<<"$(median <"$work/nginx")"
 router_vs_nginx=$(median <"$work/router_vs_nginx")
-rss_1=$(rss_mb)
+rss_1=$(rss_mb "$router_pid")
 
 echo "registering $HOSTS services..." >&2
 t0=$SECONDS
@@ -245,7 +163,7 @@ register 1 $((HOSTS - 1))
 wait_for 120 bash -c "[ \"\$(curl -sf $admin/api/status | jq -r .routes)\" -ge $HOSTS ]"
 echo "  $(routes) routes loaded $((SECONDS - t0)) s after registration began" >&2
 wait_for 10 curl -sf -H "Host: h$((HOSTS - 1)).bench" "http://127.0.0.1:$router_port/index.html"
-rss_big_idle=$(rss_mb)
+rss_big_idle=$(rss_mb "$router_pid")
 # The first pass over $HOSTS hosts is reported apart: it includes what the
 # router does once per route (e.g. creating per-route metric series).
 read -r cold_rps cold_p99 cold_cpu <<<"$(measure "http://127.0.0.1:$router_port" "$HOSTS" "$router_pid")"
@@ -267,7 +185,7 @@ read -r direct2_rps direct2_p99 direct2_cpu <<<"$(median <"$work/direct2")"
 spread_vs_one=$(median <"$work/spread_vs_one")
 spread_vs_solo=$(median <"$work/spread_vs_solo")
 one_vs_solo=$(median <"$work/one_vs_solo")
-rss_big=$(rss_mb)
+rss_big=$(rss_mb "$router_pid")
 for f in direct router logged nginx solo big big1 direct2; do
   echo "rounds $f (req/s p99 cpu): $(tr '\n' ';' <"$work/$f")" >&2
 done
