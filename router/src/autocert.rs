@@ -251,7 +251,7 @@ impl Acme {
                     None => (None, 0),
                 };
                 if plan::next(prev.as_ref(), now(), &self.config.policy) == Action::Order {
-                    self.order_locked(name, &state_key, prev, index).await
+                    self.order_locked(name, &session, &state_key, prev, index).await
                 } else {
                     Ok(())
                 }
@@ -272,6 +272,7 @@ impl Acme {
     async fn order_locked(
         &self,
         name: &str,
+        session: &str,
         state_key: &str,
         prev: Option<Record>,
         index: u64,
@@ -283,7 +284,7 @@ impl Acme {
         }
         tracing::info!(%name, "ordering a certificate");
         let mut retry_after = None;
-        let outcome = self.order(name, &mut retry_after).await;
+        let outcome = self.order(name, session, &mut retry_after).await;
         let retry_after = retry_after.and_then(|s| *s.lock().unwrap_or_else(|p| p.into_inner()));
         let record = match outcome {
             Ok(validity) => {
@@ -342,6 +343,7 @@ impl Acme {
     async fn order(
         &self,
         name: &str,
+        session: &str,
         retry_after: &mut Option<Arc<Mutex<Option<Duration>>>>,
     ) -> Result<plan::Validity, OrderError> {
         let account = self.account(retry_after).await?;
@@ -393,7 +395,15 @@ impl Acme {
         let chain = order.poll_certificate(&retry).await?;
         let validity = validity(&chain)?;
         let cert_key = self.config.layout.cert(name).ok_or_else(|| OrderError::Other(name.into()))?;
-        self.consul.kv_put(&cert_key, format!("{chain}{key_pem}")).await?;
+        // Stored only while this node's session lives: acquiring the key with
+        // it fails once the session expired (another node may then be
+        // ordering the same name), so two nodes never overwrite each other's
+        // certificate. Released at once, with the same value.
+        let pem = format!("{chain}{key_pem}");
+        if !self.consul.kv_acquire(&cert_key, session, pem.as_str()).await? {
+            return Err(OrderError::Other(format!("lost the ACME lock for {name} before storing its certificate")));
+        }
+        self.consul.kv_release(&cert_key, session, pem).await?;
         Ok(validity)
     }
 
