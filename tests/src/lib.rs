@@ -23,6 +23,7 @@
 //! kernel if the test process dies (`PR_SET_PDEATHSIG`), so even a test
 //! killed by a timeout leaves nothing running.
 
+pub mod certs;
 pub mod consul;
 pub mod docker;
 pub mod edge;

@@ -7,6 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use integration_tests::certs::self_signed;
 use integration_tests::router::{Router, register};
 use integration_tests::{ConsulAgent, free_port, wait_until};
 
@@ -22,37 +23,13 @@ impl Drop for TlsBackend {
     }
 }
 
-fn openssl(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs")
-}
-
 #[tokio::test]
 async fn https_targets_with_and_without_certificate_checks() {
     let dir = tempfile::Builder::new().prefix("edge-tls-").tempdir().expect("tempdir");
-    let out = openssl(
-        dir.path(),
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    assert!(out.status.success(), "self-signed certificate: {}", String::from_utf8_lossy(&out.stderr));
+    self_signed(dir.path(), "127.0.0.1", &[]);
     let port = free_port();
     let mut cmd = Command::new("openssl");
-    cmd.args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert", "cert.pem", "-key", "key.pem", "-www"])
+    cmd.args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert", "c.pem", "-key", "k.pem", "-www"])
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use integration_tests::certs::self_signed;
 use integration_tests::router::{Backend, Router, register};
 use integration_tests::{ConsulAgent, free_port, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,46 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const T: Duration = Duration::from_secs(15);
 /// What the issue allows a store change to take.
 const RELOAD: Duration = Duration::from_secs(2);
-
-fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-/// A self-signed P-256 certificate for `sans` (DNS names): returns
-/// (chain PEM, key PEM, serial as `openssl x509 -serial` prints it).
-fn make_cert(work: &Path, cn: &str, sans: &[&str]) -> (Vec<u8>, Vec<u8>, String) {
-    let san = sans.iter().map(|s| format!("DNS:{s}")).collect::<Vec<_>>().join(",");
-    openssl(
-        work,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "k.pem",
-            "-out",
-            "c.pem",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={cn}"),
-            "-addext",
-            &format!("subjectAltName={san}"),
-        ],
-    );
-    let serial = String::from_utf8_lossy(&openssl(work, &["x509", "-in", "c.pem", "-noout", "-serial"]).stdout)
-        .trim()
-        .trim_start_matches("serial=")
-        .to_string();
-    let read = |f: &str| std::fs::read(work.join(f)).expect("read");
-    (read("c.pem"), read("k.pem"), serial)
-}
 
 /// Writes a file the way a deploy does: elsewhere first, then renamed in.
 fn put(dir: &Path, name: &str, data: &[u8]) {
@@ -184,7 +145,7 @@ impl Certs {
 
     /// `NAME.pem` holding chain and key; returns the serial.
     fn combined(&self, name: &str, sans: &[&str]) -> String {
-        let (mut c, k, serial) = make_cert(self.work.path(), sans[0], sans);
+        let (mut c, k, serial) = self_signed(self.work.path(), sans[0], sans);
         c.extend_from_slice(&k);
         put(self.dir.path(), &format!("{name}.pem"), &c);
         serial
@@ -192,7 +153,7 @@ impl Certs {
 
     /// `NAME-cert.pem` + `NAME-key.pem`; returns the serial.
     fn pair(&self, name: &str, sans: &[&str]) -> String {
-        let (c, k, serial) = make_cert(self.work.path(), sans[0], sans);
+        let (c, k, serial) = self_signed(self.work.path(), sans[0], sans);
         put(self.dir.path(), &format!("{name}-key.pem"), &k);
         put(self.dir.path(), &format!("{name}-cert.pem"), &c);
         serial
@@ -217,8 +178,8 @@ async fn sni_choice_protocols_headers_redirect_and_bad_input() {
     let dflt = certs.combined("dflt", &["default.test"]);
     certs.combined("hsts", &["hsts.test"]);
     put(certs.dir.path(), "broken.pem", b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
-    let (c, _, _) = make_cert(certs.work.path(), "mismatch.test", &["mismatch.test"]);
-    let (_, other_key, _) = make_cert(certs.work.path(), "other.test", &["other.test"]);
+    let (c, _, _) = self_signed(certs.work.path(), "mismatch.test", &["mismatch.test"]);
+    let (_, other_key, _) = self_signed(certs.work.path(), "other.test", &["other.test"]);
     put(certs.dir.path(), "mismatch-cert.pem", &c);
     put(certs.dir.path(), "mismatch-key.pem", &other_key);
 
@@ -457,18 +418,18 @@ async fn dir_and_consul_stores_follow_changes() {
     wait_served(port, Some("two.test"), &one, RELOAD).await;
 
     // consul: the same naming under the prefix.
-    let (c, k, three) = make_cert(certs.work.path(), "three.test", &["three.test"]);
+    let (c, k, three) = self_signed(certs.work.path(), "three.test", &["three.test"]);
     let mut combined = c.clone();
     combined.extend_from_slice(&k);
     assert!(kv.kv_put("certs/three.pem", combined).await.expect("kv put"));
     wait_served(port, Some("three.test"), &three, RELOAD).await;
-    let (c, k, three_b) = make_cert(certs.work.path(), "three.test", &["three.test"]);
+    let (c, k, three_b) = self_signed(certs.work.path(), "three.test", &["three.test"]);
     assert!(kv.kv_put("certs/three-key.pem", k).await.expect("kv put"));
     assert!(kv.kv_put("certs/three-cert.pem", c).await.expect("kv put"));
     kv.kv_delete("certs/three.pem").await.expect("kv delete");
     wait_served(port, Some("three.test"), &three_b, RELOAD).await;
     // A clash: the dir store is read first, so its certificate keeps one.test.
-    let (c, k, _) = make_cert(certs.work.path(), "one.test", &["one.test"]);
+    let (c, k, _) = self_signed(certs.work.path(), "one.test", &["one.test"]);
     let mut clash = c;
     clash.extend_from_slice(&k);
     assert!(kv.kv_put("certs/clash.pem", clash).await.expect("kv put"));
