@@ -173,9 +173,8 @@ impl Proxy {
             r.status = resp.status().as_u16();
             r.bytes = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
             r.duration = started.elapsed();
-            r.upstream = upstream;
-            r.route = route.as_ref().map(|(name, _)| name.clone());
-            r.service = route.map(|(_, service)| service);
+            let upstream = upstream.as_deref().map_or(crate::access::Upstream::None, crate::access::Upstream::Named);
+            r.routed(route.as_ref().map(|(name, service)| (name.as_str(), "", service.as_str())), upstream);
             log.log(r);
         }
         resp
@@ -429,10 +428,10 @@ fn ensure_request_id(headers: &mut http::HeaderMap, name: &str) -> String {
         return v.to_string();
     }
     let id = crate::access::request_id();
-    if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&id)) {
+    if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(id.as_str())) {
         headers.insert(n, v);
     }
-    id
+    id.as_str().to_string()
 }
 
 /// What the access log needs of a request on hyper's path, taken before it
@@ -444,11 +443,18 @@ fn access_record(
     wanted: &[String],
 ) -> crate::access::Record {
     let h = req.headers();
-    crate::access::Record {
+    // The URI as sent; all of it when it has no path (authority form).
+    let whole;
+    let path = match req.uri().path_and_query() {
+        Some(pq) => pq.as_str(),
+        None => {
+            whole = req.uri().to_string();
+            &whole
+        }
+    };
+    let arrival = crate::access::Arrival {
         time: std::time::SystemTime::now(),
         client: conn.peer.ip(),
-        method: req.method().to_string(),
-        uri: req.uri().path_and_query().map_or_else(|| req.uri().to_string(), |pq| pq.to_string()),
         proto: match req.version() {
             Version::HTTP_09 => "HTTP/0.9",
             Version::HTTP_10 => "HTTP/1.0",
@@ -456,14 +462,14 @@ fn access_record(
             Version::HTTP_3 => "HTTP/3.0",
             _ => "HTTP/1.1",
         },
-        host: h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
-        status: 0,
-        bytes: None,
-        duration: Duration::ZERO,
-        upstream: None,
-        route: None,
-        service: None,
-        request_id,
-        headers: wanted.iter().map(|n| h.get(n.as_str()).and_then(|v| v.to_str().ok()).map(str::to_string)).collect(),
-    }
+        method: req.method().as_str().as_bytes(),
+        path: path.as_bytes(),
+        query: None,
+        // HTTP/2 carries the host in the :authority pseudo-header.
+        host: h
+            .get(header::HOST)
+            .map_or_else(|| req.uri().authority().map_or(&b""[..], |a| a.as_str().as_bytes()), |v| v.as_bytes()),
+        request_id: request_id.as_deref().map(str::as_bytes),
+    };
+    crate::access::Record::arrived(arrival, wanted.iter().map(|n| h.get(n.as_str()).map(|v| v.as_bytes())))
 }

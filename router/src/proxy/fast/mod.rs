@@ -290,11 +290,10 @@ impl Proxy {
     ) -> Next {
         let started = Instant::now();
         let wall = self.access_log.as_ref().map(|_| std::time::SystemTime::now());
-        // (the ID, whether the request lacked it and it goes upstream here)
         let request_id = self.request_id_header.as_deref().map(|name| {
             match req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)) {
-                Some(h) => (String::from_utf8_lossy(h.value).into_owned(), false),
-                None => (crate::access::request_id(), true),
+                Some(h) => RequestId::Carried(h.value),
+                None => RequestId::Made(crate::access::request_id()),
             }
         });
         let log = |status: u16, bytes: Option<u64>, upstream: Option<SocketAddr>, route: &Route| {
@@ -307,7 +306,7 @@ impl Proxy {
                     (status, bytes),
                     upstream,
                     route,
-                    &request_id,
+                    request_id.as_ref().map(RequestId::bytes),
                     &log.headers,
                 ));
             }
@@ -368,8 +367,8 @@ impl Proxy {
                     path: &path,
                 },
             );
-            if let (Some((id, true)), Some(name)) = (&request_id, &self.request_id_header) {
-                add_header(&mut scratch.out, name, id);
+            if let (Some(RequestId::Made(id)), Some(name)) = (&request_id, &self.request_id_header) {
+                add_header(&mut scratch.out, name, id.as_str());
             }
             scratch.out.extend_from_slice(&rest[..body_in_buf]);
             let failed = match self.attempt(client, addr, req, body_left, started, scratch).await {
@@ -631,7 +630,24 @@ fn add_header(out: &mut Vec<u8>, name: &str, value: &str) {
     }
 }
 
-/// The access log's record of a request the fast path answered.
+/// A request's ID (`--request-id-header`): the one it carries, or one made
+/// here, which goes upstream with it.
+enum RequestId<'b> {
+    Carried(&'b [u8]),
+    Made(crate::access::RequestId),
+}
+
+impl RequestId<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            RequestId::Carried(v) => v,
+            RequestId::Made(id) => id.as_str().as_bytes(),
+        }
+    }
+}
+
+/// The access log's record of a request the fast path answered: copied
+/// into the record's own buffer, no allocation.
 #[allow(clippy::too_many_arguments)]
 fn fast_record(
     req: &head::Request<'_, '_>,
@@ -641,35 +657,27 @@ fn fast_record(
     (status, bytes): (u16, Option<u64>),
     upstream: Option<SocketAddr>,
     route: &Route,
-    request_id: &Option<(String, bool)>,
+    request_id: Option<&[u8]>,
     wanted: &[String],
 ) -> crate::access::Record {
-    let uri = match req.query {
-        Some(q) => format!("{}?{q}", req.path),
-        None => req.path.to_string(),
-    };
-    let header = |name: &str| {
-        req.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).into_owned())
-    };
-    crate::access::Record {
+    let header = |name: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+    let arrival = crate::access::Arrival {
         time,
         client: conn.peer.ip(),
-        method: req.method.to_string(),
-        uri,
         proto: "HTTP/1.1",
-        host: req.host.to_string(),
-        status,
-        bytes,
-        duration: started.elapsed(),
-        upstream: upstream.map(|a| a.to_string()),
-        route: Some(answer::RouteName(route).to_string()),
-        service: Some(route.service.clone()),
-        request_id: request_id.as_ref().map(|(id, _)| id.clone()),
-        headers: wanted.iter().map(|n| header(n)).collect(),
-    }
+        method: req.method.as_bytes(),
+        path: req.path.as_bytes(),
+        query: req.query.map(str::as_bytes),
+        host: req.host.as_bytes(),
+        request_id,
+    };
+    let mut r = crate::access::Record::arrived(arrival, wanted.iter().map(|n| header(n)));
+    let upstream = upstream.map_or(crate::access::Upstream::None, crate::access::Upstream::Addr);
+    r.routed(Some((&route.host, &route.path, &route.service)), upstream);
+    r.status = status;
+    r.bytes = bytes;
+    r.duration = started.elapsed();
+    r
 }
 
 /// What remains of a response body after the bytes read with its head.
