@@ -285,8 +285,15 @@ mod tests {
         assert_eq!(web["instance"], "web1");
         assert_eq!(web["weight"], 1.0);
         assert_eq!(web["options"]["strip"], "/api");
-        let s = serde_json::to_value(api::status(&a.shared, &a.overrides_key, a.consul_max_stale, None, None))
-            .unwrap_or_default();
+        let s = serde_json::to_value(api::status(
+            &a.shared,
+            &a.overrides_key,
+            a.consul_max_stale,
+            None,
+            None,
+            &a.tcp_unbound,
+        ))
+        .unwrap_or_default();
         assert_eq!(s["loaded"], true);
         assert_eq!(s["watch_alive"], true);
         assert_eq!(s["routes"], 2);
