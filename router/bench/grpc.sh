@@ -49,10 +49,7 @@ router_port=$(free_port)
 admin_port=$(free_port)
 curl -sf -X PUT "$consul_addr/v1/agent/service/register" -o /dev/null \
   -d "{\"ID\": \"greeter\", \"Name\": \"greeter\", \"Address\": \"127.0.0.1\", \"Port\": $backend_port, \"Tags\": [\"urlprefix-/t.T/ proto=grpc\"]}"
-RUST_LOG=warn taskset -c "$SERVER_CORE" "$router_bin" --consul-addr "$consul_addr" \
-  --proxy-addr "127.0.0.1:$router_port" --admin-addr "127.0.0.1:$admin_port" >"$work/router.log" 2>&1 &
-router_pid=$!
-pids+=("$router_pid")
+start_router --proxy-addr "127.0.0.1:$router_port" --admin-addr "127.0.0.1:$admin_port"
 
 # A real grpcio call through each proxy: the answer is the message sent.
 grpc_check() {

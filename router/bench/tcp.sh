@@ -50,25 +50,21 @@ listen conn
   bind 127.0.0.1:$hp_conn
   server s1 127.0.0.1:$backend_port
 EOF
-taskset -c "$SERVER_CORE" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
-haproxy_pid=$!
-pids+=("$haproxy_pid")
+start_haproxy
 
 ng_bulk=$(free_port)
 ng_conn=$(free_port)
 mkdir -p "$work/stream"
-cat >"$work/stream/nginx.conf" <<EOF
-load_module $stream_module;
-worker_processes 1;
-daemon off;
-pid $work/stream/nginx.pid;
-error_log $work/stream/error.log warn;
-events { worker_connections 8192; }
+{
+  echo "load_module $stream_module;"
+  nginx_main "$work/stream" 8192
+  cat <<EOF
 stream {
   server { listen 127.0.0.1:$ng_bulk; proxy_pass 127.0.0.1:$iperf_port; }
   server { listen 127.0.0.1:$ng_conn; proxy_pass 127.0.0.1:$backend_port; }
 }
 EOF
+} >"$work/stream/nginx.conf"
 start_nginx stream
 nginx_pid=$nginx_worker
 
@@ -82,11 +78,8 @@ register() { # id, port, route port
 }
 register bulk "$iperf_port" "$rt_bulk"
 register conn "$backend_port" "$rt_conn"
-RUST_LOG=warn taskset -c "$SERVER_CORE" "$router_bin" --consul-addr "$consul_addr" \
-  --proxy-addr "127.0.0.1:$(free_port)" --admin-addr "127.0.0.1:$admin_port" \
-  --tcp-bind 127.0.0.1 --tcp-ports "$rt_bulk,$rt_conn" >"$work/router.log" 2>&1 &
-router_pid=$!
-pids+=("$router_pid")
+start_router --proxy-addr "127.0.0.1:$(free_port)" --admin-addr "127.0.0.1:$admin_port" \
+  --tcp-bind 127.0.0.1 --tcp-ports "$rt_bulk,$rt_conn"
 
 for port in "$rt_conn" "$hp_conn" "$ng_conn"; do
   wait_for 30 curl -sf "http://127.0.0.1:$port/index.html" ||
