@@ -34,6 +34,14 @@ declare -A PKGS=(
   [tar]=tar
   # ACME tests: the Pebble test CA and its DNS stand-in (pebble-challtestsrv).
   [pebble]=pebble
+  # Benchmark baselines and load generators (router/bench/*.sh).
+  [haproxy]=/usr/sbin/haproxy
+  [nghttp2-client]=h2load
+  [libnginx-mod-stream]=/usr/lib/nginx/modules/ngx_stream_module.so
+  [iperf3]=iperf3
+  # gRPC tests: real grpcio peers (tests/grpc/peer.py) run by Debian's
+  # /usr/bin/python3, so nothing goes into a system-wide pip.
+  [python3-grpcio]=/usr/lib/python3/dist-packages/grpc/__init__.py
 )
 
 missing=()

@@ -1,4 +1,4 @@
-# Shared by the load scripts (load.sh, tls.sh): sourced, not run. A temp
+# Shared by the load scripts (load.sh, tls.sh, tcp.sh, grpc.sh): sourced, not run. A temp
 # dir and cleanup of every process started, free ports, waiting, a Consul
 # dev agent, nginx configuration, the backend nginx serving a 100-byte
 # file, and the figures' arithmetic. Loopback only.
@@ -54,13 +54,20 @@ EOF
   wait_for 20 bash -c "curl -sf $consul_addr/v1/status/leader | grep -q :"
 }
 
-nginx_conf() { # $1 dir, $2 server block
+# nginx's main context: one worker in the foreground, pid and error log in $1.
+nginx_main() { # $1 dir, $2 worker_connections
   cat <<EOF
 worker_processes 1;
 daemon off;
 pid $1/nginx.pid;
 error_log $1/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections ${2:-4096}; }
+EOF
+}
+
+nginx_conf() { # $1 dir, $2 server block
+  nginx_main "$1"
+  cat <<EOF
 http {
   access_log off;
   client_body_temp_path $1/body; proxy_temp_path $1/proxy; fastcgi_temp_path $1/fcgi;
@@ -79,6 +86,21 @@ start_nginx() {
   pids+=($!)
   wait_for 10 pgrep -P "$nginx_master"
   nginx_worker=$(pgrep -P "$nginx_master" | head -n1)
+}
+
+# Starts the router on the server core with --consul-addr and ARGS...,
+# logging to $work/router.log; sets router_pid.
+start_router() {
+  RUST_LOG=warn taskset -c "$SERVER_CORE" "$router_bin" --consul-addr "$consul_addr" "$@" >"$work/router.log" 2>&1 &
+  router_pid=$!
+  pids+=("$router_pid")
+}
+
+# Starts HAProxy from $work/haproxy.cfg on the server core; sets haproxy_pid.
+start_haproxy() {
+  taskset -c "$SERVER_CORE" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+  haproxy_pid=$!
+  pids+=("$haproxy_pid")
 }
 
 # The backend: nginx serving a 100-byte file; sets backend_port and

@@ -60,9 +60,7 @@ frontend fe
 backend be
   server s1 127.0.0.1:$backend_port
 EOF
-taskset -c "$SERVER_CORE" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
-haproxy_pid=$!
-pids+=("$haproxy_pid")
+start_haproxy
 
 # --- router ------------------------------------------------------------------
 router_port=$(free_port)
@@ -71,11 +69,8 @@ admin_port=$(free_port)
 admin=http://127.0.0.1:$admin_port
 curl -sf -X PUT "$consul_addr/v1/agent/service/register" -o /dev/null \
   -d "{\"ID\": \"bench\", \"Name\": \"bench\", \"Address\": \"127.0.0.1\", \"Port\": $backend_port, \"Tags\": [\"urlprefix-/\"]}"
-RUST_LOG=warn taskset -c "$SERVER_CORE" "$router_bin" --consul-addr "$consul_addr" \
-  --proxy-addr "127.0.0.1:$router_port" --admin-addr "127.0.0.1:$admin_port" \
-  --tls-addr "127.0.0.1:$router_tls" --cert-source "dir:$work/certs" >"$work/router.log" 2>&1 &
-router_pid=$!
-pids+=("$router_pid")
+start_router --proxy-addr "127.0.0.1:$router_port" --admin-addr "127.0.0.1:$admin_port" \
+  --tls-addr "127.0.0.1:$router_tls" --cert-source "dir:$work/certs"
 
 for port in "$router_tls" "$nginx_port" "$haproxy_port"; do
   wait_for 30 curl -sfk "https://127.0.0.1:$port/index.html" ||

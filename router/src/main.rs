@@ -178,6 +178,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         }
     });
     let proxy_in = tcp::ProxyIn { trusted: cli.proxy_protocol_from.clone(), timeout: cli.proxy_protocol_timeout };
+    let unbound = Arc::new(tcp::Unbound::default());
     let tcp = Arc::new(tcp::Tcp {
         shared: shared.clone(),
         bind: cli.tcp_bind,
@@ -185,6 +186,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         connect_timeout: cli.connect_timeout,
         idle_timeout: cli.tcp_idle_timeout,
         proxy_in: proxy_in.clone(),
+        unbound: unbound.clone(),
     });
     let accepting = Arc::new(serve::Accepting::default());
     let admin = Arc::new(admin::Admin {
@@ -196,6 +198,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         accepting: accepting.clone(),
         vipd: cli.vipd_addr.map(admin::Vipd::new),
         tls: tls.clone(),
+        tcp_unbound: unbound,
         tasks: tasks.health(),
     });
 

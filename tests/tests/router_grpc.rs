@@ -5,7 +5,8 @@
 //! works if nothing is buffered), a status in the trailers, the router's own
 //! answers in gRPC form (no route 12, every instance failed 14, deadline 4),
 //! recovery, 100 concurrent calls on one connection, and a stream that goes
-//! on after its instance left Consul.
+//! on after its instance left Consul. And `proto=h2c` to a plain (non-gRPC)
+//! HTTP/2 cleartext upstream: nginx with an HTTP/2-only port.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use hyper::service::service_fn;
 use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use integration_tests::router::{Router, register};
-use integration_tests::{ConsulAgent, wait_until};
+use integration_tests::{ConsulAgent, Daemon, free_port, wait_until};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -368,4 +369,81 @@ async fn grpcs_reaches_a_tls_instance_with_alpn_h2() {
     // Without tlsskipverify the self-signed certificate is refused.
     let r = h2.send_request(call("verified.example.com", "Unary", full(msg(b"x")), None)).await.expect("answer");
     assert_eq!(finish(r).await.1, "14", "untrusted certificate: UNAVAILABLE");
+}
+
+/// nginx with an HTTP/2-only cleartext port (`listen ... http2`: prior
+/// knowledge, no HTTP/1.1 there), answering with the protocol, method, URI,
+/// X-Forwarded-Host and `:authority` it received (nginx refuses a request
+/// whose Host differs from its `:authority`).
+struct H2cNginx {
+    port: u16,
+    _daemon: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+impl H2cNginx {
+    async fn start() -> H2cNginx {
+        let dir = tempfile::Builder::new().prefix("edge-h2c-nginx-").tempdir().expect("tempdir");
+        let d = dir.path().display();
+        let port = free_port();
+        let conf = format!(
+            "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log stderr info;
+events {{ worker_connections 64; }}
+http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{ listen 127.0.0.1:{port} http2;
+    location / {{ return 200 \"$server_protocol $request_method $request_uri host=$http_x_forwarded_host authority=$host\\n\"; }} }} }}
+"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
+        let mut cmd = std::process::Command::new("nginx");
+        cmd.arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.path().join("error.log"));
+        let daemon = Daemon::spawn_command("nginx-h2c", cmd).expect("nginx starts (scripts/install.sh)");
+        let up = wait_until(T, || async { TcpStream::connect(("127.0.0.1", port)).await.ok().map(drop) }).await;
+        assert!(up.is_some(), "nginx listens: {}", daemon.logs());
+        H2cNginx { port, _daemon: daemon, _dir: dir }
+    }
+}
+
+#[tokio::test]
+async fn h2c_reaches_a_plain_http2_upstream() {
+    let consul = ConsulAgent::start().await.expect("consul starts");
+    let c = consul.client();
+    let nginx = H2cNginx::start().await;
+    register(&c, "h2c-1", "h2c", nginx.port, &["urlprefix-h2c.test/ proto=h2c"]).await;
+    register(&c, "plain-1", "plain", nginx.port, &["urlprefix-plain.test/"]).await;
+    let router = Router::start(&consul, &[]).await;
+    let text = |host: &'static str, path: &'static str| {
+        let router = &router;
+        async move {
+            let r = router.get(host, path).await.map_err(|e| eprintln!("GET {host}{path}: {e:?}")).ok()?;
+            Some((r.status().as_u16(), r.text().await.unwrap_or_default()))
+        }
+    };
+    let ready = wait_until(T, || async { text("h2c.test", "/x?y=1").await.filter(|(s, _)| *s == 200) }).await;
+    assert!(ready.is_some(), "h2c route serves: {:?}", text("h2c.test", "/x?y=1").await);
+
+    // HTTP/1.1 in, HTTP/2 to the upstream, the request as sent; the client
+    // connection is kept for the next request (reqwest reuses it).
+    let (_, body) = text("h2c.test", "/x?y=1").await.expect("answer");
+    assert_eq!(body, "HTTP/2.0 GET /x?y=1 host=h2c.test authority=127.0.0.1\n");
+    let r =
+        router.http.post(format!("http://{}/form", router.proxy)).header("host", "h2c.test").body("a=1").send().await;
+    let body = r.expect("answer").text().await.expect("body");
+    assert_eq!(body, "HTTP/2.0 POST /form host=h2c.test authority=127.0.0.1\n");
+    // HTTP/2 in (h2c prior knowledge), HTTP/2 out.
+    let mut h2 = connect(&router).await;
+    let req = Request::get("http://h2c.test/h2/in").body(full(Bytes::new())).expect("request");
+    let resp = h2.send_request(req).await.expect("answer");
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(body, "HTTP/2.0 GET /h2/in host=h2c.test authority=127.0.0.1\n");
+    // Without proto=h2c the router speaks HTTP/1.1, which that port refuses.
+    let (status, _) = text("plain.test", "/").await.expect("answer");
+    assert_eq!(status, 502, "an HTTP/2-only upstream needs proto=h2c");
 }

@@ -315,3 +315,77 @@ async fn proxy_protocol_out_and_in() {
     let out = http("127.0.0.2", req.to_string()).await;
     assert_eq!(out, "", "trusted peer without a header: closed");
 }
+
+#[tokio::test]
+async fn a_tcp_port_in_use_is_a_problem_until_it_frees() {
+    let consul = ConsulAgent::start().await.expect("consul starts");
+    let e = Echo::start("a", false).await;
+    // Another process (here: the test) holds the route's port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let tag = format!("urlprefix-:{port} proto=tcp");
+    register(&consul.client(), "echo-1", "echo", e.port(), &[tag.as_str()]).await;
+    let ports = port.to_string();
+    let router = Router::start(&consul, &["--tcp-bind", "127.0.0.1", "--tcp-ports", &ports]).await;
+    let source = format!("TCP route :{port}");
+    let shown = wait_until(T, || async {
+        let v = router.admin_json("/api/problems").await;
+        v.as_array()?.iter().find(|p| p["source"] == source.as_str()).map(|p| p["message"].to_string())
+    })
+    .await;
+    let all = router.admin_json("/api/problems").await;
+    let message = shown.unwrap_or_else(|| panic!("no problem for :{port}: {all}"));
+    assert!(message.contains(&format!("127.0.0.1:{port}")) && message.contains("in use"), "{message}");
+    assert!(router.admin_json("/api/status").await["problems"].to_string().contains(&source));
+
+    // The port frees: the listener opens (within the 5 s retry) and the
+    // problem goes.
+    drop(taken);
+    let served = wait_until(T, || async { exchange(port, None, b"hi").await.ok().filter(|a| a == "a:hi") }).await;
+    assert!(served.is_some(), "the route serves once its port is free");
+    let problems = router.admin_json("/api/problems").await.to_string();
+    assert!(!problems.contains(&source), "the problem went with the cause: {problems}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_tcp_listeners_and_drains_connections_within_the_grace() {
+    let consul = ConsulAgent::start().await.expect("consul starts");
+    let e = Echo::start("a", false).await;
+    let port = free_port();
+    let tag = format!("urlprefix-:{port} proto=tcp");
+    register(&consul.client(), "echo-1", "echo", e.port(), &[tag.as_str()]).await;
+    let ports = port.to_string();
+    let args = ["--tcp-bind", "127.0.0.1", "--tcp-ports", &ports, "--shutdown-grace", "3s"];
+    let mut router = Router::start(&consul, &args).await;
+    let ready = wait_until(T, || async { exchange(port, None, b"x").await.ok().filter(|a| a == "a:x") }).await;
+    assert!(ready.is_some(), "TCP route serves");
+
+    // Two connections open at SIGTERM: one ends by itself, one never does.
+    let mut ends = TcpStream::connect(("127.0.0.1", port)).await.expect("connects");
+    let mut stays = TcpStream::connect(("127.0.0.1", port)).await.expect("connects");
+    ends.write_all(b"before").await.expect("writes");
+    stays.write_all(b"held").await.expect("writes");
+    // Both are past the router (the echo server has them) before the signal.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = std::time::Instant::now();
+    router.daemon.signal(libc::SIGTERM);
+
+    // The listener stops accepting at once ...
+    let closed = wait_until(T, || async { TcpStream::connect(("127.0.0.1", port)).await.is_err().then_some(()) }).await;
+    assert!(closed.is_some(), "the TCP listener closed on SIGTERM");
+    assert!(signalled.elapsed() < Duration::from_secs(2), "closed at once: {:?}", signalled.elapsed());
+    // ... an open connection goes on to its end ...
+    ends.write_all(b"+after").await.expect("the open connection still takes bytes");
+    ends.shutdown().await.expect("half-close");
+    let mut out = String::new();
+    tokio::time::timeout(T, ends.read_to_string(&mut out)).await.expect("answer in time").expect("answer");
+    assert_eq!(out, "a:before+after", "the open connection was served to its end");
+    // ... and one still open at the end of the grace is closed with the process.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(T, stays.read_to_end(&mut rest)).await.expect("closed within the grace");
+    let status = router.daemon.wait_exit(T).expect("router exits");
+    let took = signalled.elapsed();
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(took >= Duration::from_millis(2900) && took < Duration::from_secs(7), "exit after the grace: {took:?}");
+    assert!(router.daemon.logs().contains("grace period over; closing remaining TCP connections"));
+}

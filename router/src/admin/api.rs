@@ -148,12 +148,14 @@ pub fn certs<'a>(store: &'a crate::tls::Store, acme: Option<&crate::autocert::Ac
     out
 }
 
-/// Skipped tags, override lines and certificates.
-pub fn problems(shared: &Shared, tls: Option<&crate::tls::Tls>) -> Vec<Problem> {
+/// Skipped tags, override lines and certificates, and TCP routes' ports
+/// that could not be listened on.
+pub fn problems(shared: &Shared, tls: Option<&crate::tls::Tls>, tcp: &crate::tcp::Unbound) -> Vec<Problem> {
     let mut p = shared.snapshot.load().problems.clone();
     if let Some(t) = tls {
         p.extend(t.resolver.store.load().problems.iter().cloned());
     }
+    p.extend(tcp.problems());
     p
 }
 
@@ -171,6 +173,7 @@ pub fn status(
     max_stale: Duration,
     vip: Option<Result<serde_json::Value, String>>,
     tls: Option<&crate::tls::Tls>,
+    tcp: &crate::tcp::Unbound,
 ) -> Status {
     let s = shared.snapshot.load();
     let st = &shared.status;
@@ -184,7 +187,7 @@ pub fn status(
         updated_unix_ms: s.built_unix_ms,
         overrides_key: overrides_key.to_string(),
         overrides: s.overrides.clone(),
-        problems: problems(shared, tls),
+        problems: problems(shared, tls, tcp),
         consul_reachable: st.reachable(),
         consul_last_contact_ms: st.last_contact_ms(),
         consul_leader_seen_ms_ago: st.leader_seen_ago().map(|d| d.as_millis() as u64),

@@ -36,6 +36,8 @@ pub struct Admin {
     pub vipd: Option<Vipd>,
     /// The TLS listeners' certificates and counters, when there are any.
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// TCP routes' ports that could not be listened on (problems).
+    pub tcp_unbound: Arc<crate::tcp::Unbound>,
     /// The supervisor's view of the router's long-lived tasks.
     pub tasks: Arc<kit::Health>,
 }
@@ -57,13 +59,20 @@ impl Admin {
             "/health" => self.health(),
             "/health/consul" => self.health_consul(),
             "/api/routes" => json(&api::routes(&self.shared.snapshot.load())),
-            "/api/problems" => json(&api::problems(&self.shared, self.tls.as_deref())),
+            "/api/problems" => json(&api::problems(&self.shared, self.tls.as_deref(), &self.tcp_unbound)),
             "/api/status" => {
                 let vip = match &self.vipd {
                     Some(v) => Some(v.status().await),
                     None => None,
                 };
-                json(&api::status(&self.shared, &self.overrides_key, self.consul_max_stale, vip, self.tls.as_deref()))
+                json(&api::status(
+                    &self.shared,
+                    &self.overrides_key,
+                    self.consul_max_stale,
+                    vip,
+                    self.tls.as_deref(),
+                    &self.tcp_unbound,
+                ))
             }
             "/api/certs" => match &self.tls {
                 Some(t) => json(&api::certs(&t.resolver.store.load(), t.acme.load().as_deref())),
@@ -158,6 +167,7 @@ mod tests {
             accepting: Arc::new(Accepting::default()),
             vipd: None,
             tls: None,
+            tcp_unbound: Arc::default(),
             tasks: Arc::default(),
         }
     }
@@ -275,8 +285,15 @@ mod tests {
         assert_eq!(web["instance"], "web1");
         assert_eq!(web["weight"], 1.0);
         assert_eq!(web["options"]["strip"], "/api");
-        let s = serde_json::to_value(api::status(&a.shared, &a.overrides_key, a.consul_max_stale, None, None))
-            .unwrap_or_default();
+        let s = serde_json::to_value(api::status(
+            &a.shared,
+            &a.overrides_key,
+            a.consul_max_stale,
+            None,
+            None,
+            &a.tcp_unbound,
+        ))
+        .unwrap_or_default();
         assert_eq!(s["loaded"], true);
         assert_eq!(s["watch_alive"], true);
         assert_eq!(s["routes"], 2);

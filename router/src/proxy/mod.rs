@@ -350,7 +350,12 @@ impl Proxy {
                 // The one TE value HTTP/2 allows; gRPC servers require it.
                 out.headers_mut().insert(header::TE, HeaderValue::from_static("trailers"));
             }
-            let host_out = answer::upstream_host(route, &host, target);
+            // Over HTTP/2 the URI's authority (the target's address: the
+            // pooled client connects by it) is sent as `:authority`, and a
+            // Host that differs makes the request malformed (RFC 9113
+            // 8.3.1; nginx answers 400). The client's host still reaches the
+            // instance in X-Forwarded-Host and Forwarded's `host=`.
+            let host_out = if http2 { "" } else { answer::upstream_host(route, &host, target) };
             match HeaderValue::from_str(host_out) {
                 Ok(v) if !host_out.is_empty() => {
                     out.headers_mut().insert(header::HOST, v);

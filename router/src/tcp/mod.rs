@@ -6,18 +6,22 @@
 //! The table is read, not pushed: every [`POLL`] the manager compares the
 //! published snapshot with the one it last saw (a pointer comparison), so
 //! nothing in discovery has to know TCP listeners exist. A port that cannot
-//! be bound (taken by another process) is logged once and retried every
-//! [`BIND_RETRY`].
+//! be bound (taken by another process) is logged once, shown as a problem
+//! in `/api/problems` (see [`Unbound`]) and retried every [`BIND_RETRY`].
+//!
+//! On stop the listeners close at once and open connections get up to the
+//! shutdown grace to end by themselves, as the HTTP listeners' do; those
+//! still open then are closed with the process.
 
 pub mod accept;
 mod conn;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use router::routes::Strategy;
+use router::routes::{Problem, Strategy};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -38,6 +42,35 @@ pub struct Tcp {
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub proxy_in: ProxyIn,
+    /// Ports of routes that could not be listened on.
+    pub unbound: Arc<Unbound>,
+}
+
+/// The TCP routes' ports that could not be listened on (taken by another
+/// process, not permitted), with why: kept until the port opens or its
+/// route goes, so an operator sees in `/api/problems` a route that cannot
+/// be served, not only a line in the log.
+#[derive(Debug, Default)]
+pub struct Unbound(Mutex<BTreeMap<u16, String>>);
+
+impl Unbound {
+    fn set(&self, port: u16, why: String) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(port, why);
+    }
+
+    fn clear(&self, port: u16) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&port);
+    }
+
+    fn keep(&self, want: &BTreeSet<u16>) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).retain(|p, _| want.contains(p));
+    }
+
+    /// One problem per port, in port order.
+    pub fn problems(&self) -> Vec<Problem> {
+        let ports = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        ports.iter().map(|(port, why)| Problem { source: format!("TCP route :{port}"), message: why.clone() }).collect()
+    }
 }
 
 /// Keeps the listeners in step with the table until `stop`, then closes
@@ -69,6 +102,7 @@ pub async fn run(tcp: Arc<Tcp>, mut stop: watch::Receiver<bool>, grace: Duration
             keep
         });
         failed.retain(|port, _| want.contains(port));
+        tcp.unbound.keep(&want);
         for port in want {
             if listeners.contains_key(&port) || failed.get(&port).is_some_and(|t| t.elapsed() < BIND_RETRY) {
                 continue;
@@ -78,12 +112,15 @@ pub async fn run(tcp: Arc<Tcp>, mut stop: watch::Receiver<bool>, grace: Duration
                 Ok(l) => {
                     tracing::info!(%addr, "TCP listener opened");
                     failed.remove(&port);
+                    tcp.unbound.clear(port);
                     listeners.insert(port, tokio::spawn(accept_loop(tcp.clone(), l, port, open_tx.clone())));
                 }
                 Err(error) => {
                     if failed.insert(port, Instant::now()).is_none() {
                         tracing::warn!(%addr, %error, "cannot open a TCP route's port; retrying");
                     }
+                    let every = humantime::format_duration(BIND_RETRY);
+                    tcp.unbound.set(port, format!("cannot listen on {addr}: {error}; tried again every {every}"));
                 }
             }
         }

@@ -241,8 +241,10 @@ pub async fn serve<S: Client + Send + 'static>(
             };
             let resp = proxy.handle(req, conn).await;
             // hyper ends the connection after an HTTP/1.0 response (its body
-            // may be delimited by the close) or one that says close.
-            let resp_keeps = resp.version() == http::Version::HTTP_11 && !connection_has(resp.headers(), "close");
+            // may be delimited by the close) or one that says close. An
+            // HTTP/2 instance's response (proto=h2c|grpc|grpcs) is written
+            // as HTTP/1.1 and keeps the connection like one.
+            let resp_keeps = resp.version() != http::Version::HTTP_10 && !connection_has(resp.headers(), "close");
             keep.store(persistent && resp_keeps, Ordering::Relaxed);
             let resp = match done {
                 Some(d) => resp.map(|b| Notify { inner: b, _done: d }.boxed()),
