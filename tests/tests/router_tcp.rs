@@ -176,6 +176,13 @@ async fn tcp_route_spreads_fails_over_half_closes_and_follows_the_table() {
     assert_eq!(counts.len(), 3, "every instance served: {counts:?}");
     assert!(counts.values().all(|&n| n >= 8), "spread: {counts:?}");
 
+    // A bulk transfer both ways (its buffers grow past their first size
+    // mid-stream) arrives whole and in order.
+    let bulk: Vec<u8> = (0..3_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let a = exchange(port, None, &bulk).await.expect("connects");
+    let (_, data) = a.split_once(':').expect("name:data");
+    assert!(data.as_bytes() == bulk.as_slice(), "3 MB came back whole: {} bytes", data.len());
+
     // A port outside --tcp-ports is never opened, and is a problem.
     assert!(TcpStream::connect(("127.0.0.1", outside)).await.is_err(), "port outside --tcp-ports refused");
     let problems = router.admin_json("/api/problems").await.to_string();

@@ -23,10 +23,16 @@ use tokio::sync::mpsc;
 
 use super::Tcp;
 
-/// Copy buffer per direction. Read into without zeroing it first
-/// (`read_buf` fills spare capacity): zeroing two of these for every
-/// connection was the router's largest own cost per new connection.
-const BUF: usize = 64 * 1024;
+/// Copy buffer per direction to start with: HAProxy's size. Most relayed
+/// connections are short or mostly idle (an API server's watches), so a
+/// connection costs 32 KiB of buffers, not 128, and a new connection
+/// allocates less. Read into without zeroing it first (`read_buf` fills
+/// spare capacity): zeroing the buffers for every connection was once the
+/// router's largest own cost per new connection.
+const BUF_START: usize = 16 * 1024;
+/// A direction whose read filled its whole buffer (a bulk transfer) grows
+/// its buffer to this, once: fewer, larger reads and writes.
+const BUF_BULK: usize = 64 * 1024;
 
 pub async fn serve(tcp: Arc<Tcp>, mut client: TcpStream, peer: SocketAddr, port: u16, _open: mpsc::Sender<()>) {
     let Some(from) = tcp.proxy_in.client(&mut client, peer).await else { return };
@@ -120,11 +126,12 @@ async fn copy(
     clock: &Clock,
     mut refuse_proxy_header: bool,
 ) -> io::Result<()> {
-    let mut buf = BytesMut::with_capacity(BUF);
+    let mut buf = BytesMut::with_capacity(BUF_START);
     loop {
         // Appends after any bytes held back below.
         let n = r.read_buf(&mut buf).await?;
         clock.touch();
+        let filled = n > 0 && buf.len() == buf.capacity();
         if n > 0 && refuse_proxy_header {
             match proxy_protocol::starts_with_signature(&buf) {
                 None => continue,
@@ -137,6 +144,9 @@ async fn copy(
             TcpStats::add(count, buf.len() as u64);
             // Keeps the capacity for the next read.
             buf.clear();
+            if filled && buf.capacity() < BUF_BULK {
+                buf.reserve(BUF_BULK);
+            }
         }
         if n == 0 {
             w.shutdown().await?;
