@@ -3,5 +3,6 @@
 
 pub mod access;
 pub mod acme;
+pub mod client_hello;
 pub mod proxy_protocol;
 pub mod routes;
