@@ -287,6 +287,12 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<Parsed, Str
                     _ => return Err(format!("proto must be http, https, tcp, grpc, grpcs or h2c, not '{value}'")),
                 }
             }
+            // TLS passthrough by SNI (docs/router.md): another spelling of
+            // `proto=tcp`, which on a host source means the same.
+            "tls" => match value {
+                "passthrough" => p.opts.proto = Proto::Tcp,
+                _ => return Err(format!("tls must be passthrough, not '{value}'")),
+            },
             "tlsskipverify" => {
                 p.opts.tls_skip_verify = match value {
                     "true" => true,
@@ -422,6 +428,9 @@ mod tests {
         assert!(!ok("tlsskipverify=false").opts.tls_skip_verify);
         assert_eq!(ok("proto=http").opts.proto, Proto::Http);
         assert_eq!(ok("proto=tcp").opts.proto, Proto::Tcp);
+        assert_eq!(ok("tls=passthrough").opts.proto, Proto::Tcp);
+        assert_eq!(ok("tls=passthrough proto=http").opts.proto, Proto::Http, "the later one wins");
+        assert!(err("tls=terminate").contains("passthrough"));
         assert_eq!(ok("proto=grpc").opts.proto, Proto::Grpc);
         assert_eq!(ok("proto=grpcs").opts.proto.scheme(), "https");
         assert!(ok("proto=h2c").opts.proto.http2() && !ok("proto=https").opts.proto.http2());

@@ -418,6 +418,13 @@ pub struct Table {
     any: Range<usize>,
     /// TCP routes, by port.
     tcp: Vec<TcpRoute>,
+    /// TLS passthrough routes (a host source with `proto=tcp`), most
+    /// specific host first: a route's index is its rank.
+    passthrough: Vec<TcpRoute>,
+    /// Their exact hosts, and their glob patterns (as for TLS requests),
+    /// each run one route long.
+    pass_hosts: HostMap,
+    pass_globs: Globs,
 }
 
 impl Table {
@@ -480,6 +487,53 @@ impl Table {
                 r.stats = prev.stats.clone();
             }
         }
+        if !old.passthrough.is_empty() {
+            let by_source: HashMap<&str, &TcpRoute> = old.passthrough.iter().map(|r| (r.source.as_str(), r)).collect();
+            for r in &mut self.passthrough {
+                if let Some(prev) = by_source.get(r.source.as_str()).filter(|o| o.service == r.service) {
+                    r.stats = prev.stats.clone();
+                }
+            }
+        }
+    }
+
+    /// The TLS passthrough routes, most specific host first.
+    pub fn passthrough_routes(&self) -> &[TcpRoute] {
+        &self.passthrough
+    }
+
+    /// The passthrough route for a ClientHello's server name (lower-case,
+    /// no trailing dot, no port), if the connection is to be passed
+    /// through: the most specific passthrough host matching it (exact or
+    /// glob, fabio's order), unless an HTTP route host matching the name
+    /// comes before it in that order (then the name is terminated and
+    /// served by that route). Costs nothing while there is no passthrough
+    /// route.
+    pub fn passthrough(&self, sni: &str) -> Option<&TcpRoute> {
+        if self.passthrough.is_empty() {
+            return None;
+        }
+        let mut found = Candidates::default();
+        if let Some(run) = self.pass_hosts.get(sni) {
+            found.push(*run);
+        }
+        self.pass_globs.matching(sni, &mut found);
+        let best = found.iter().min_by_key(|r| r.rank)?;
+        let route = self.passthrough.get(best.start as usize)?;
+        let mut http = Candidates::default();
+        if let Some(run) = self.hosts.get(sni) {
+            http.push(*run);
+        }
+        if self.port443 {
+            let with_port = format!("{sni}:443");
+            if let Some(run) = self.hosts.get(with_port.as_str()) {
+                http.push(*run);
+            }
+        }
+        self.globs[1].matching(sni, &mut http);
+        let mine = specificity_key(&route.source);
+        let before = http.iter().any(|run| specificity_key(&self.routes[run.start as usize].host) > mine);
+        (!before).then_some(route)
     }
 
     /// The TCP routes, by port.
@@ -744,11 +798,18 @@ impl<'a> Builder<'a> {
             return Err("a :PORT source is a TCP route: it needs proto=tcp (or a tcp:// DST)".to_string());
         }
         if tcp_target && !tcp_source {
-            return Err(
-                "proto=tcp needs a :PORT source (TLS passthrough by host name is not supported yet)".to_string()
-            );
+            passthrough_source(&source)?;
         }
         let route = self.routes.entry((source.host, Reverse(source.path))).or_default();
+        if let Some(first) = route.targets.first()
+            && (first.url.scheme_str() == Some("tcp")) != tcp_target
+        {
+            return Err(if tcp_target {
+                "the route's other targets are HTTP, not TLS passthrough; ignored".to_string()
+            } else {
+                "the route's other targets are TLS passthrough (proto=tcp), not HTTP; ignored".to_string()
+            });
+        }
         let same = |p: &Pending| p.service == target.service && p.instance_id == target.instance_id;
         if route.targets.iter().any(same) {
             return Err("the same instance is already a target of this route; ignored".to_string());
@@ -818,12 +879,16 @@ impl<'a> Builder<'a> {
     fn finish(mut self) -> (Table, Vec<Problem>) {
         let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
         let mut tcp_routes: Vec<TcpRoute> = Vec::new();
+        let mut passthrough: Vec<TcpRoute> = Vec::new();
         for ((host, Reverse(path)), pending) in std::mem::take(&mut self.routes) {
             let weights = weigh(&pending.targets, &self.groups);
+            // Routes are homogeneous (see `add`): the first target tells.
+            let pass = tcp::port_of(&host).is_none()
+                && pending.targets.first().is_some_and(|t| t.url.scheme_str() == Some("tcp"));
             if weights.iter().all(|&w| w == 0.0) {
                 self.problems.push(Problem {
                     source: format!("route {host}{path}"),
-                    message: if tcp::port_of(&host).is_some() {
+                    message: if tcp::port_of(&host).is_some() || pass {
                         "every target has weight 0; connections to it are closed".to_string()
                     } else {
                         "every target has weight 0; requests for it get 502".to_string()
@@ -838,7 +903,7 @@ impl<'a> Builder<'a> {
                 .map(|(p, &weight)| Target {
                     service: p.service,
                     instance_id: p.instance_id,
-                    addr: if tcp::port_of(&host).is_some() { ip_addr(&p.url) } else { plain_http_addr(&p.url) },
+                    addr: if tcp::port_of(&host).is_some() || pass { ip_addr(&p.url) } else { plain_http_addr(&p.url) },
                     root_path: matches!(p.url.path(), "" | "/"),
                     url: p.url,
                     weight,
@@ -850,6 +915,11 @@ impl<'a> Builder<'a> {
             if let Some(port) = tcp::port_of(&host) {
                 let picker = Picker::new(&weights);
                 tcp_routes.push(TcpRoute { port, source: host, service, targets, picker, stats: Arc::default() });
+                continue;
+            }
+            if pass {
+                let picker = Picker::new(&weights);
+                passthrough.push(TcpRoute { port: 0, source: host, service, targets, picker, stats: Arc::default() });
                 continue;
             }
             routes.push(Route {
@@ -868,7 +938,17 @@ impl<'a> Builder<'a> {
         debug_assert!(routes.is_sorted_by(|a, b| (&a.host, Reverse(&a.path)) <= (&b.host, Reverse(&b.path))));
 
         tcp_routes.sort_by_key(|r| r.port);
-        let mut table = Table { routes, tcp: tcp_routes, ..Table::default() };
+        passthrough.sort_by_cached_key(|r| Reverse(specificity_key(&r.source)));
+        let (mut pass_hosts, mut pass_globs) = (HostMap::default(), Globs::default());
+        for (i, r) in passthrough.iter().enumerate() {
+            let run = Run { start: i as u32, end: i as u32 + 1, rank: i as u32, outranked: [true; 2] };
+            if r.source.contains('*') {
+                pass_globs.add(&r.source, run);
+            } else {
+                pass_hosts.insert(r.source.as_str().into(), run);
+            }
+        }
+        let mut table = Table { routes, tcp: tcp_routes, passthrough, pass_hosts, pass_globs, ..Table::default() };
         let mut runs: Vec<(&str, Range<usize>)> = Vec::new();
         let mut start = 0;
         while start < table.routes.len() {
@@ -925,6 +1005,26 @@ impl<'a> Builder<'a> {
         table.port443 = port443;
         (table, self.problems)
     }
+}
+
+/// Checks the source of a TLS passthrough route (a host source with
+/// `proto=tcp`): the connection is chosen by the ClientHello's server name
+/// alone, which has neither a path nor a port, so a route that would need
+/// either is refused rather than half applied.
+fn passthrough_source(source: &Source) -> Result<(), String> {
+    if source.host.is_empty() {
+        return Err("a TLS passthrough route (proto=tcp on a host) needs a host: the SNI name chooses it".to_string());
+    }
+    if source.path != "/" {
+        return Err(format!("a TLS passthrough route has no path (SNI carries none), not '{}'", source.path));
+    }
+    if !matches!(tag::split_port(&source.host), Some((_, None))) || source.host.starts_with('[') {
+        return Err(format!(
+            "a TLS passthrough route's host is a name or a name pattern without a port (SNI carries no port or address), not '{}'",
+            source.host
+        ));
+    }
+    Ok(())
 }
 
 /// The route's services, sorted and comma-separated.

@@ -850,7 +850,7 @@ fn tcp_routes_are_split_off() {
             inst("db", "db-2", 5433, &["urlprefix-:5432 proto=tcp pxyproto=true"]),
             inst("web", "web-1", 80, &["urlprefix-/", "urlprefix-:6000 proto=tcp weight=0.2"]),
             // Wrong pairings are problems, not routes.
-            inst("bad", "bad-1", 1, &["urlprefix-:7000", "urlprefix-a.com/ proto=tcp"]),
+            inst("bad", "bad-1", 1, &["urlprefix-:7000", "urlprefix-a.com/x proto=tcp"]),
         ],
         "route add db :5432 tcp://10.0.0.9:5432 opts \"pxyproto=v1\"\nroute add kube :6443 tcp://10.0.0.7:6443 weight 0.5\n\
          route add x :6444 http://10.0.0.7:1/\nroute del web :6000",
@@ -858,7 +858,7 @@ fn tcp_routes_are_split_off() {
     let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
     assert_eq!(problems.len(), 3, "{problems:?}");
     assert!(messages[0].contains("needs proto=tcp"), "{messages:?}");
-    assert!(messages[1].contains(":PORT source"), "{messages:?}");
+    assert!(messages[1].contains("has no path"), "{messages:?}");
     assert!(messages[2].contains("needs proto=tcp"), "{messages:?}");
     assert_eq!(t.len(), 1, "only the HTTP route is an HTTP route");
     assert_eq!(hit(&t, "x", "/"), "web@/");
@@ -885,4 +885,86 @@ fn tcp_routes_are_split_off() {
     assert_eq!(out[0].source, "route :6443");
     assert!(out[0].message.contains("outside --tcp-ports (5000-6000)"), "{out:?}");
     assert_eq!(t.tcp_routes().len(), 1);
+}
+
+/// `service@source` of the passthrough route for an SNI name, or "terminate".
+fn pass(t: &Table, sni: &str) -> String {
+    t.passthrough(sni).map_or("terminate".into(), |r| format!("{}@{}", r.service, r.source))
+}
+
+#[test]
+fn passthrough_routes_by_sni() {
+    let (t, problems) = build(
+        &[
+            inst("kube", "k1", 6443, &["urlprefix-api.example.com/ tls=passthrough pxyproto=v2"]),
+            inst("kube", "k2", 6444, &["urlprefix-api.example.com proto=tcp pxyproto=v2"]),
+            inst("any", "a1", 1, &["urlprefix-*.example.com/ proto=tcp"]),
+            inst("deep", "d1", 2, &["urlprefix-*.b.example.com/ proto=tcp"]),
+            // An HTTP route more specific than a passthrough glob takes its name.
+            inst("www", "w1", 3, &["urlprefix-www.example.com/", "urlprefix-*.example.org/"]),
+            inst("org", "o1", 4, &["urlprefix-x.example.org/ proto=tcp"]),
+        ],
+        "route add ovr db.example.net/ tcp://10.0.0.8:5432",
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(t.len(), 2, "passthrough routes are not HTTP routes");
+    assert!(t.lookup("api.example.com", "/", true).is_none());
+    assert_eq!(pass(&t, "api.example.com"), "kube@api.example.com");
+    let kube = t.passthrough("api.example.com").unwrap();
+    assert_eq!(kube.targets.len(), 2);
+    assert_eq!(kube.targets[0].url, "tcp://10.0.0.1:6443/");
+    assert_eq!(kube.targets[0].addr, Some("10.0.0.1:6443".parse().unwrap()));
+    assert_eq!(kube.targets[1].opts.pxyproto, Some(crate::proxy_protocol::Version::V2));
+    assert_eq!(pass(&t, "x.example.com"), "any@*.example.com");
+    assert_eq!(pass(&t, "a.b.example.com"), "deep@*.b.example.com", "the more specific glob");
+    assert_eq!(pass(&t, "b.example.com"), "any@*.example.com");
+    assert_eq!(pass(&t, "www.example.com"), "terminate", "the exact HTTP host comes first");
+    assert_eq!(pass(&t, "x.example.org"), "org@x.example.org", "an exact passthrough host before an HTTP glob");
+    assert_eq!(pass(&t, "y.example.org"), "terminate");
+    assert_eq!(pass(&t, "db.example.net"), "ovr@db.example.net");
+    assert_eq!(pass(&t, "example.com"), "terminate");
+    assert_eq!(pass(&t, ""), "terminate");
+    let order: Vec<&str> = t.passthrough_routes().iter().map(|r| r.source.as_str()).collect();
+    // fabio's order: reversed hosts, descending (`ten.` > `moc.` > `gro.`).
+    assert_eq!(order, ["db.example.net", "api.example.com", "*.b.example.com", "*.example.com", "x.example.org"]);
+
+    // Counters survive a rebuild that keeps the host and the services.
+    crate::routes::tcp::TcpStats::add(&kube.stats.bytes_in, 5);
+    let (mut again, _) = build(&[inst("kube", "k1", 6443, &["urlprefix-api.example.com/ tls=passthrough"])], "");
+    again.keep_stats(&t);
+    let kept = again.passthrough("api.example.com").unwrap();
+    assert_eq!(crate::routes::tcp::TcpStats::get(&kept.stats.bytes_in), 5);
+}
+
+#[test]
+fn passthrough_problems() {
+    let (t, problems) = build(
+        &[
+            inst("a", "a1", 1, &["urlprefix-/ proto=tcp"]),
+            inst("b", "b1", 2, &["urlprefix-b.com/api proto=tcp"]),
+            inst("c", "c1", 3, &["urlprefix-c.com:8443/ proto=tcp"]),
+            inst("d", "d1", 4, &["urlprefix-[::1]/ proto=tcp"]),
+            inst("e", "e1", 5, &["urlprefix-e.com/ tls=terminate"]),
+            // One host, HTTP and passthrough targets: the first kind stays.
+            inst("f", "f1", 6, &["urlprefix-f.com/"]),
+            inst("g", "g1", 7, &["urlprefix-f.com/ proto=tcp", "urlprefix-g.com/ proto=tcp weight=0"]),
+            inst("h", "h1", 8, &["urlprefix-g.com/"]),
+        ],
+        "",
+    );
+    let messages: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.source, p.message)).collect();
+    let has = |needle: &str| messages.iter().any(|m| m.contains(needle));
+    assert!(has("service a tag 'urlprefix-/ proto=tcp': a TLS passthrough route (proto=tcp on a host) needs a host"));
+    assert!(has("service b tag 'urlprefix-b.com/api proto=tcp': a TLS passthrough route has no path"));
+    assert!(has("without a port (SNI carries no port or address), not 'c.com:8443'"), "{messages:?}");
+    assert!(has("not '[::1]'"), "{messages:?}");
+    assert!(has("tls must be passthrough"));
+    assert!(has("service g tag 'urlprefix-f.com/ proto=tcp': the route's other targets are HTTP"), "{messages:?}");
+    assert!(has("service h tag 'urlprefix-g.com/': the route's other targets are TLS passthrough"), "{messages:?}");
+    assert!(has("route g.com/: every target has weight 0; connections to it are closed"), "{messages:?}");
+    assert_eq!(messages.len(), 8, "{messages:?}");
+    assert_eq!(hit(&t, "f.com", "/"), "f@f.com/");
+    assert_eq!(pass(&t, "f.com"), "terminate");
+    assert_eq!(pass(&t, "g.com").as_str(), "g@g.com");
+    assert_eq!(t.passthrough_routes().len(), 1);
 }
