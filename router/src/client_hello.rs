@@ -19,9 +19,18 @@ use std::fmt;
 pub const MAX_HELLO: usize = 16 * 1024;
 
 /// Most bytes of records read for one hello: a hello cut into many tiny
-/// records is refused once its records reach this (a listener buffering
-/// the input never holds more).
+/// records is refused once its records reach this.
 pub const MAX_INPUT: usize = 2 * MAX_HELLO;
+
+/// Most records one hello may span. Clients cut a hello only at the 16 KiB
+/// record limit (or a negotiated smaller one, 512 bytes at the least); the
+/// bound also keeps a listener from parsing the input again and again as a
+/// hostile client feeds tiny records.
+pub const MAX_RECORDS: usize = 64;
+
+/// Most bytes a listener has to buffer before [`server_name`] answers
+/// anything but [`Error::Incomplete`].
+pub const MAX_BUFFER: usize = MAX_INPUT + 5 + MAX_RECORD;
 
 /// Largest TLS plaintext record fragment (RFC 8446 §5.1).
 const MAX_RECORD: usize = 16 * 1024;
@@ -34,8 +43,10 @@ const NAME_TYPE_HOST: u8 = 0;
 /// Why no server name could be read (yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// The bytes so far are the start of a possible ClientHello: read more.
-    Incomplete,
+    /// The bytes so far are the start of a possible ClientHello: read more,
+    /// up to this many in all (the answer cannot change before; at most
+    /// [`MAX_BUFFER`]).
+    Incomplete(usize),
     /// Not a ClientHello, or one this parser refuses (the reason, for logs).
     Malformed(&'static str),
 }
@@ -43,7 +54,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Incomplete => f.write_str("ClientHello incomplete"),
+            Error::Incomplete(_) => f.write_str("ClientHello incomplete"),
             Error::Malformed(why) => write!(f, "malformed ClientHello: {why}"),
         }
     }
@@ -63,19 +74,19 @@ pub fn server_name(input: &[u8]) -> Result<Option<String>, Error> {
 fn handshake_message(input: &[u8]) -> Result<Vec<u8>, Error> {
     let mut joined: Vec<u8> = Vec::new();
     let mut at = 0;
-    loop {
+    for _ in 0..MAX_RECORDS {
         if at >= MAX_INPUT {
             return Err(Error::Malformed("ClientHello spread over too many records"));
         }
-        let input = &input[at..];
-        let Some(header) = input.get(..5) else {
+        let rest = &input[at..];
+        let Some(header) = rest.get(..5) else {
             // What is there of the header must still look like a handshake
             // record, else no amount of waiting helps.
-            return match input.first() {
+            return match rest.first() {
                 Some(&t) if t != RECORD_HANDSHAKE => Err(Error::Malformed("not a handshake record")),
-                _ => match input.get(1) {
+                _ => match rest.get(1) {
                     Some(&major) if major != 3 => Err(Error::Malformed("record version is not 3.x")),
-                    _ => Err(Error::Incomplete),
+                    _ => Err(Error::Incomplete(at + 5)),
                 },
             };
         };
@@ -92,7 +103,7 @@ fn handshake_message(input: &[u8]) -> Result<Vec<u8>, Error> {
         if len > MAX_RECORD {
             return Err(Error::Malformed("record longer than 16 KiB"));
         }
-        let Some(fragment) = input.get(5..5 + len) else { return Err(Error::Incomplete) };
+        let Some(fragment) = rest.get(5..5 + len) else { return Err(Error::Incomplete(at + 5 + len)) };
         joined.extend_from_slice(fragment);
         at += 5 + len;
         if let Some(&kind) = joined.first()
@@ -116,6 +127,7 @@ fn handshake_message(input: &[u8]) -> Result<Vec<u8>, Error> {
             }
         }
     }
+    Err(Error::Malformed("ClientHello spread over too many records"))
 }
 
 /// Reads big-endian fields off the front of a slice.
@@ -311,7 +323,7 @@ mod tests {
     #[test]
     fn fragmented_over_records() {
         let body = hello_body(&[sni_ext(&[b"a.example.com"])]);
-        for chunk in [1, 2, 3, 4, 5, 17, 100] {
+        for chunk in [2, 3, 4, 5, 17, 100] {
             assert_eq!(server_name(&records(&body, chunk)), Ok(Some("a.example.com".into())), "{chunk}");
         }
     }
@@ -320,7 +332,10 @@ mod tests {
     fn every_prefix_is_incomplete() {
         let full = records(&hello_body(&[sni_ext(&[b"a.example.com"])]), 7);
         for n in 0..full.len() {
-            assert_eq!(server_name(&full[..n]), Err(Error::Incomplete), "prefix {n}");
+            match server_name(&full[..n]) {
+                Err(Error::Incomplete(need)) => assert!(need > n && need <= full.len(), "prefix {n}: {need}"),
+                other => panic!("prefix {n}: {other:?}"),
+            }
         }
     }
 
@@ -358,11 +373,14 @@ mod tests {
 
     #[test]
     fn tiny_records_are_bounded() {
-        // 1-byte records: six bytes of input per byte of hello.
-        let big = records(&hello_body(&[(0xfe00, vec![0; 8000]), sni_ext(&[b"a.com"])]), 1);
-        assert!(big.len() > MAX_INPUT);
-        assert!(matches!(server_name(&big), Err(Error::Malformed(_))));
-        assert_eq!(server_name(&big[..MAX_INPUT - 1]), Err(Error::Incomplete));
+        let body = hello_body(&[(0xfe00, vec![0; 8000]), sni_ext(&[b"a.com"])]);
+        // 1-byte records: refused at the 65th, before the end of the hello.
+        let tiny = records(&body, 1);
+        assert!(matches!(server_name(&tiny), Err(Error::Malformed(_))));
+        assert!(matches!(server_name(&tiny[..MAX_RECORDS * 6]), Err(Error::Malformed(_))));
+        assert!(matches!(server_name(&tiny[..MAX_RECORDS * 6 - 1]), Err(Error::Incomplete(_))));
+        // The smallest fragment a client may negotiate is fine.
+        assert_eq!(server_name(&records(&body, 512)), Ok(Some("a.com".into())));
     }
 
     #[test]
@@ -394,8 +412,8 @@ mod tests {
         /// the input is under the bound a listener buffers.
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-            if server_name(&bytes) == Err(Error::Incomplete) {
-                prop_assert!(bytes.len() < MAX_INPUT);
+            if let Err(Error::Incomplete(need)) = server_name(&bytes) {
+                prop_assert!(need > bytes.len() && need <= MAX_BUFFER);
             }
         }
 
@@ -416,7 +434,7 @@ mod tests {
         #[test]
         fn fragmented_mutated_truncated(
             label in "[a-z0-9][a-z0-9-]{0,20}",
-            chunk in 1usize..64,
+            chunk in 2usize..64,
             at in any::<prop::sample::Index>(),
             byte in any::<u8>(),
         ) {
@@ -424,7 +442,7 @@ mod tests {
             let msg = records(&hello_body(&[(10, vec![0, 2, 0, 29]), sni_ext(&[name.as_bytes()])]), chunk);
             prop_assert_eq!(server_name(&msg), Ok(Some(name)));
             let i = at.index(msg.len());
-            prop_assert_eq!(server_name(&msg[..i]), Err(Error::Incomplete));
+            prop_assert!(matches!(server_name(&msg[..i]), Err(Error::Incomplete(n)) if n > i && n <= msg.len()));
             let mut bent = msg.clone();
             bent[i] = byte;
             let _ = server_name(&bent);
