@@ -220,16 +220,19 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         });
     }
     tracing::info!(ports = %cli.tcp_ports, bind = %cli.tcp_bind, "TCP routes may open these ports");
+    let tcp_routes = tcp.clone();
     tasks.spawn_essential("tcp routes", move |stop| async move {
-        tcp::run(tcp, stop.receiver(), grace).await;
+        tcp::run(tcp_routes, stop.receiver(), grace).await;
         Ok::<(), std::convert::Infallible>(())
     });
     if let Some(t) = &tls {
         for l in tls_listeners {
             tracing::info!(addr = %l.local_addr()?, "TLS listening");
-            let (p, t) = (proxy.clone(), t.clone());
+            let (p, t, tcp) = (proxy.clone(), t.clone(), tcp.clone());
             tasks.spawn_essential("tls listener", move |stop| async move {
-                let on_conn = move |stream, conn, drain| tls::serve_conn(t.clone(), p.clone(), stream, conn, drain);
+                // PROXY in, then the ClientHello: passthrough or termination.
+                let on_conn =
+                    move |stream, conn, drain| tls::serve_conn(t.clone(), p.clone(), tcp.clone(), stream, conn, drain);
                 // Not the proxy listeners /health counts.
                 let accepting = Arc::new(serve::Accepting::default());
                 serve::serve("tls", l, on_conn, stop.receiver(), grace, accepting).await;

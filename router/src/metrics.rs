@@ -108,10 +108,12 @@ impl Metrics {
 /// Picks one counter out of a TCP route's stats.
 type Counter = fn(&TcpStats) -> &AtomicU64;
 
-/// The TCP routes' counters, one series per route (and direction for bytes).
+/// The TCP and TLS passthrough routes' counters, one series per route (and
+/// direction for bytes); `route` is `:PORT` or the passthrough host.
 fn render_tcp(table: &Table, out: &mut String) {
-    let routes = table.tcp_routes();
-    let label = |r: &router::routes::TcpRoute| format!("service=\"{}\",route=\"{}\"", escape(&r.service), r.source);
+    let routes = || table.tcp_routes().iter().chain(table.passthrough_routes());
+    let label =
+        |r: &router::routes::TcpRoute| format!("service=\"{}\",route=\"{}\"", escape(&r.service), escape(&r.source));
     let counters: [(&str, &str, Counter); 3] = [
         ("router_tcp_connections_total", "Connections proxied by TCP route.", |s| &s.connections),
         ("router_tcp_connect_failures_total", "Failed connection attempts to a TCP route's targets.", |s| {
@@ -121,13 +123,13 @@ fn render_tcp(table: &Table, out: &mut String) {
     ];
     for (name, help, counter) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for r in routes {
+        for r in routes() {
             let _ = writeln!(out, "{name}{{{}}} {}", label(r), TcpStats::get(counter(&r.stats)));
         }
     }
     out.push_str("# HELP router_tcp_bytes_total Bytes copied by TCP route; direction in is client to target.\n");
     out.push_str("# TYPE router_tcp_bytes_total counter\n");
-    for r in routes {
+    for r in routes() {
         let l = label(r);
         let _ = writeln!(out, "router_tcp_bytes_total{{{l},direction=\"in\"}} {}", TcpStats::get(&r.stats.bytes_in));
         let _ = writeln!(out, "router_tcp_bytes_total{{{l},direction=\"out\"}} {}", TcpStats::get(&r.stats.bytes_out));

@@ -37,10 +37,13 @@ pub fn routes(s: &Snapshot) -> Vec<RouteEntry<'_>> {
         });
     // TCP routes: host `:PORT`, path empty, as their source is written; no
     // passive health (a refused connect already moves to the next target).
+    // TLS passthrough routes likewise, with their host (SNI has no path),
+    // most specific host first.
     let tcp = s
         .table
         .tcp_routes()
         .iter()
+        .chain(s.table.passthrough_routes())
         .flat_map(|r| r.targets.iter().map(move |t| entry(&r.source, "", t, HealthView::default())));
     http.chain(tcp).collect()
 }

@@ -5,6 +5,10 @@
 //! the other side's write half is shut, and the other direction goes on.
 //! The connection ends when both directions have ended, on an error, or
 //! after `--tcp-idle-timeout` with no byte either way.
+//!
+//! A TLS passthrough connection ([`passthrough`]) is the same from the
+//! target on: its route is chosen by the ClientHello's server name, and the
+//! hello already read goes first (after the PROXY header).
 
 use std::io;
 use std::net::SocketAddr;
@@ -36,35 +40,99 @@ const BUF_BULK: usize = 64 * 1024;
 
 pub async fn serve(tcp: Arc<Tcp>, mut client: TcpStream, peer: SocketAddr, port: u16, _open: mpsc::Sender<()>) {
     let Some(from) = tcp.proxy_in.client(&mut client, peer).await else { return };
+    let ends = Ends { client, peer, from, local: SocketAddr::new(tcp.bind, port) };
+    relay(&tcp, ends, Which::Port(port), Vec::new()).await;
+}
+
+/// A connection on a `--tls-addr` listener (bound to `listener`) whose
+/// ClientHello (`hello`, all bytes read so far) names a passthrough route:
+/// `from` is the client (PROXY in already read by the listener), `peer` the
+/// connection's own peer.
+pub async fn passthrough(
+    tcp: &Tcp,
+    client: TcpStream,
+    peer: SocketAddr,
+    from: SocketAddr,
+    listener: SocketAddr,
+    sni: &str,
+    hello: Vec<u8>,
+) {
+    relay(tcp, Ends { client, peer, from, local: listener }, Which::Sni(sni), hello).await;
+}
+
+/// The client side of a connection: its stream, its peer, the client's
+/// address (the PROXY header's, else the peer), and the router's address
+/// should the socket not tell its own (the listener's).
+struct Ends {
+    client: TcpStream,
+    peer: SocketAddr,
+    from: SocketAddr,
+    local: SocketAddr,
+}
+
+/// How the route is found in the table: a TCP route by port, a passthrough
+/// route by server name. Shown as the route's source in logs.
+#[derive(Clone, Copy)]
+enum Which<'a> {
+    Port(u16),
+    Sni(&'a str),
+}
+
+impl std::fmt::Display for Which<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Which::Port(p) => write!(f, ":{p}"),
+            Which::Sni(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Connects to the route's target, sends the PROXY header and `first`, then
+/// copies both ways.
+async fn relay(tcp: &Tcp, ends: Ends, which: Which<'_>, first: Vec<u8>) {
+    let Ends { client, peer, from, local } = ends;
     // The snapshot is held only until connected: a long connection must not
     // keep an old table alive.
     let snap = tcp.shared.snapshot.load_full();
-    let Some(route) = snap.table.tcp_route(port) else {
-        tracing::debug!(port, %from, "no TCP route on this port any more; closed");
+    let route = match which {
+        Which::Port(port) => snap.table.tcp_route(port),
+        Which::Sni(name) => snap.table.passthrough(name),
+    };
+    let Some(route) = route else {
+        tracing::debug!(route = %which, %from, "no TCP route for this connection any more; closed");
         return;
     };
     let stats = route.stats.clone();
-    let Some((mut upstream, target, pxy)) = connect(&tcp, route, &stats).await else {
+    let Some((mut upstream, target, pxy)) = connect(tcp, route, &stats).await else {
         TcpStats::add(&stats.unserved, 1);
-        tracing::warn!(port, %from, "no target of the TCP route could be reached; client closed");
+        tracing::warn!(route = %which, %from, "no target of the TCP route could be reached; client closed");
         return;
     };
     drop(snap);
     TcpStats::add(&stats.connections, 1);
-    if let Some(version) = pxy
-        && let local = client.local_addr().unwrap_or_else(|_| SocketAddr::new(tcp.bind, port))
-        && let Err(error) = upstream.write_all(&proxy_protocol::encode(version, from, local)).await
-    {
-        tracing::debug!(port, %target, %error, "sending the PROXY header failed");
-        return;
+    // Header and hello in one write: one segment where they fit. The local
+    // address is asked for only when a header needs it.
+    let mut head = match pxy {
+        Some(version) => proxy_protocol::encode(version, from, client.local_addr().unwrap_or(local)),
+        None => Vec::new(),
+    };
+    head.extend_from_slice(&first);
+    if !head.is_empty() {
+        if let Err(error) = upstream.write_all(&head).await {
+            tracing::debug!(route = %which, %target, %error, "sending the first bytes to the target failed");
+            return;
+        }
+        TcpStats::add(&stats.bytes_in, first.len() as u64);
     }
     match pump(client, upstream, &stats, tcp.idle_timeout).await {
-        Ok(Ended::Done) => tracing::trace!(port, %from, "TCP connection ended"),
-        Ok(Ended::Idle) => tracing::debug!(port, %from, "TCP connection idle too long; closed"),
-        Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
-            tracing::warn!(port, %peer, "PROXY header from a peer not in --proxy-protocol-from; connection closed")
-        }
-        Err(error) => tracing::debug!(port, %from, %error, "TCP connection ended with an error"),
+        Ok(Ended::Done) => tracing::trace!(route = %which, %from, "TCP connection ended"),
+        Ok(Ended::Idle) => tracing::debug!(route = %which, %from, "TCP connection idle too long; closed"),
+        Err(error) if error.kind() == io::ErrorKind::PermissionDenied => tracing::warn!(
+            route = %which,
+            %peer,
+            "PROXY header from a peer not in --proxy-protocol-from; connection closed"
+        ),
+        Err(error) => tracing::debug!(route = %which, %from, %error, "TCP connection ended with an error"),
     }
 }
 

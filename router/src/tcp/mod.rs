@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::discovery::{Shared, Snapshot};
 pub use accept::ProxyIn;
+pub use conn::passthrough;
 
 /// How often the published table is looked at for new or gone ports.
 pub const POLL: Duration = Duration::from_millis(50);

@@ -5,24 +5,29 @@
 //! - [`store`]: the immutable set and the SNI choice, rustls's resolver;
 //! - [`sources`]: `dir:` and `consul:` stores feeding the set;
 //! - [`redirect`]: the `--https-redirect` answer;
+//! - [`hello`]: reading the ClientHello before deciding, and replaying it;
 //! - here: the server configuration, the handshake of one connection and
 //!   its outcome counters.
 //!
-//! After the handshake the connection goes where a plain one would:
-//! HTTP/1.1 to the fast path, `h2` (by ALPN) to hyper.
+//! A connection whose ClientHello names a TLS passthrough route is not
+//! terminated: its bytes, the hello included, go to an instance of the
+//! route (see `tcp::passthrough`). After a handshake the connection goes
+//! where a plain one would: HTTP/1.1 to the fast path, `h2` (by ALPN) to
+//! hyper.
 
 pub mod cert;
+pub mod hello;
 pub mod redirect;
 pub mod sources;
 pub mod store;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::LazyConfigAcceptor;
@@ -30,6 +35,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::proxy::Proxy;
 use crate::serve::{Conn, Drain, hyper_conn};
+use crate::tcp::Tcp;
 
 use crate::cli::TlsVersion;
 pub use redirect::HttpsRedirect;
@@ -54,10 +60,12 @@ pub struct Handshakes {
     pub timeout: AtomicU64,
     /// An ACME server's TLS-ALPN-01 validation, answered and closed.
     pub acme_challenge: AtomicU64,
+    /// Not terminated: the ClientHello named a TLS passthrough route.
+    pub passthrough: AtomicU64,
 }
 
 impl Handshakes {
-    pub fn rows(&self) -> [(&'static str, u64); 7] {
+    pub fn rows(&self) -> [(&'static str, u64); 8] {
         [
             ("ok", self.ok.load(Ordering::Relaxed)),
             ("resumed", self.resumed.load(Ordering::Relaxed)),
@@ -66,6 +74,7 @@ impl Handshakes {
             ("failed", self.failed.load(Ordering::Relaxed)),
             ("timeout", self.timeout.load(Ordering::Relaxed)),
             ("acme_challenge", self.acme_challenge.load(Ordering::Relaxed)),
+            ("passthrough", self.passthrough.load(Ordering::Relaxed)),
         ]
     }
 }
@@ -135,11 +144,13 @@ impl Tls {
         self.config.crypto_provider().clone()
     }
 
-    /// Runs the server side of the handshake within `limit`. `None` when it
+    /// Runs the server side of the handshake by `deadline`. `None` when it
     /// did not finish; the outcome is counted either way, and the
     /// connection is simply closed (there is no one to answer in HTTP).
-    pub async fn handshake(&self, tcp: TcpStream, limit: Duration) -> Option<(TlsStream<TcpStream>, bool)> {
-        let deadline = Instant::now() + limit;
+    pub async fn handshake<S>(&self, tcp: S, deadline: Instant) -> Option<(TlsStream<S>, bool)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let h = &self.handshakes;
         let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
         let start = match tokio::time::timeout_at(deadline, acceptor).await {
@@ -202,10 +213,37 @@ fn count<T>(c: &AtomicU64) -> Option<T> {
     None
 }
 
-/// Serves one connection of a TLS listener: the handshake, then HTTP/1.1
-/// on the fast path or `h2` on hyper, with the connection marked as TLS.
-pub async fn serve_conn(tls: Arc<Tls>, proxy: Arc<Proxy>, tcp: TcpStream, mut conn: Conn, drain: Drain) {
-    let Some((stream, h2)) = tls.handshake(tcp, proxy.header_timeout).await else { return };
+/// Serves one connection of a TLS listener: the client's address (PROXY in,
+/// before anything else), the ClientHello within `--header-timeout`, then
+/// either passthrough to an instance or the handshake and HTTP/1.1 on the
+/// fast path or `h2` on hyper, with the connection marked as TLS.
+pub async fn serve_conn(
+    tls: Arc<Tls>,
+    proxy: Arc<Proxy>,
+    tcp: Arc<Tcp>,
+    mut stream: TcpStream,
+    conn: Conn,
+    drain: Drain,
+) {
+    let peer = conn.peer;
+    let Some(from) = tcp.proxy_in.client(&mut stream, peer).await else { return };
+    let mut conn = Conn { peer: from, ..conn };
+    let deadline = Instant::now() + proxy.header_timeout;
+    let Ok(first) = tokio::time::timeout_at(deadline, hello::read(&mut stream)).await else {
+        count::<()>(&tls.handshakes.timeout);
+        return;
+    };
+    if let Some(name) = &first.name
+        && proxy.shared.snapshot.load().table.passthrough(name).is_some()
+    {
+        tls.handshakes.passthrough.fetch_add(1, Ordering::Relaxed);
+        // Held like any connection of the listener: the drain waits for it.
+        let _drain = drain;
+        crate::tcp::passthrough(&tcp, stream, peer, from, conn.local, name, first.bytes).await;
+        return;
+    }
+    let stream = hello::Replay::new(first.bytes, stream);
+    let Some((stream, h2)) = tls.handshake(stream, deadline).await else { return };
     conn.tls = true;
     if h2 {
         let p = proxy.clone();
