@@ -26,6 +26,7 @@
 pub mod certs;
 pub mod consul;
 pub mod docker;
+pub mod echo;
 pub mod edge;
 pub mod kube_api;
 pub mod netns;

@@ -239,6 +239,16 @@ impl Router {
         );
     }
 
+    /// The value of one series of `/metrics` (`name{labels}` as printed),
+    /// 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.admin_text("/metrics").await.map(|(_, t)| t).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .next()
+            .unwrap_or(0.0)
+    }
+
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         let r = self.http.get(format!("http://{}{}", self.admin, path)).send().await.expect("admin answers");
         r.json().await.expect("admin JSON")

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use integration_tests::certs::self_signed;
+use integration_tests::certs::{self_signed, served, served_with};
 use integration_tests::router::{Backend, Router, register};
 use integration_tests::{ConsulAgent, free_port, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,42 +22,6 @@ fn put(dir: &Path, name: &str, data: &[u8]) {
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, data).expect("write");
     std::fs::rename(&tmp, dir.join(name)).expect("rename");
-}
-
-/// The serial of the certificate the TLS listener serves for `sni` (`None`:
-/// no SNI), or `None` when the handshake fails.
-async fn served(port: u16, sni: Option<&str>) -> Option<String> {
-    served_with(port, sni, &[]).await
-}
-
-/// [`served`] with more `s_client` options.
-async fn served_with(port: u16, sni: Option<&str>, extra: &[&str]) -> Option<String> {
-    let sni = sni.map(str::to_string);
-    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new("openssl");
-        cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]).args(&extra);
-        match &sni {
-            Some(s) => cmd.args(["-servername", s]),
-            None => cmd.arg("-noservername"),
-        };
-        let out = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let start = text.find("-----BEGIN CERTIFICATE-----")?;
-        let end = text.find("-----END CERTIFICATE-----")? + "-----END CERTIFICATE-----".len();
-        let mut x509 = Command::new("openssl")
-            .args(["x509", "-noout", "-serial"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .ok()?;
-        x509.stdin.take()?.write_all(text[start..end].as_bytes()).ok()?;
-        let out = x509.wait_with_output().ok()?;
-        Some(String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("serial=").to_string())
-    })
-    .await
-    .ok()
-    .flatten()
 }
 
 /// Waits up to `limit` for `sni` to be served the certificate `serial`;
