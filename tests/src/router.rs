@@ -243,10 +243,7 @@ impl Router {
     /// 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
         let text = self.admin_text("/metrics").await.map(|(_, t)| t).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .next()
-            .unwrap_or(0.0)
+        text.lines().filter_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).next().unwrap_or(0.0)
     }
 
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {

@@ -133,7 +133,11 @@ async fn passthrough_beside_termination_spread_failover_and_wildcards() {
     .await;
     let kube = [kube_a.serial.clone(), kube_b.serial.clone()];
     let up = wait_until(T, || async { served(tls_port, Some("api.example.com")).await.filter(|s| kube.contains(s)) });
-    assert!(up.await.is_some(), "api.example.com not passed through: {:?}", served(tls_port, Some("api.example.com")).await);
+    assert!(
+        up.await.is_some(),
+        "api.example.com not passed through: {:?}",
+        served(tls_port, Some("api.example.com")).await
+    );
 
     // Every connection reaches a live instance with its own certificate,
     // and both serve (round robin; the dead one is skipped each time).
@@ -274,6 +278,7 @@ async fn passthrough_bytes_untouched_proxy_protocol_and_hostile_hellos() {
     // The listener still passes through.
     let (_, got) = send(tls_port, "127.0.0.1", &[&hello]).await;
     assert_eq!(got, [&b"raw:"[..], &hello].concat());
-    let bytes_in = router.metric(r#"router_tcp_bytes_total{service="raw",route="raw.example.com",direction="in"}"#).await;
+    let bytes_in =
+        router.metric(r#"router_tcp_bytes_total{service="raw",route="raw.example.com",direction="in"}"#).await;
     assert!(bytes_in >= (2 * hello.len() + stream.len()) as f64, "{bytes_in}");
 }

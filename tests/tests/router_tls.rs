@@ -3,9 +3,9 @@
 //! `tlsskipverify=true`, and refused (502) without it, since its certificate
 //! is not trusted.
 
+use integration_tests::ConsulAgent;
 use integration_tests::certs::SServer;
 use integration_tests::router::{Router, register};
-use integration_tests::ConsulAgent;
 
 #[tokio::test]
 async fn https_targets_with_and_without_certificate_checks() {
