@@ -30,6 +30,16 @@ fn router_cert(dir: &std::path::Path, work: &std::path::Path, sans: &[&str]) -> 
     serial
 }
 
+/// A router with a TLS listener on a free port serving the `dir:` store
+/// `certs`; the router and that port.
+async fn start_router(consul: &ConsulAgent, certs: &std::path::Path, extra: &[&str]) -> (Router, u16) {
+    let tls_port = free_port();
+    let (addr, store) = (format!("127.0.0.1:{tls_port}"), format!("dir:{}", certs.display()));
+    let mut args = vec!["--tls-addr", &addr, "--cert-source", &store];
+    args.extend_from_slice(extra);
+    (Router::start(consul, &args).await, tls_port)
+}
+
 /// A ClientHello built by hand (version, random, one suite, null
 /// compression, SNI `name` when given), as handshake records carrying at
 /// most `record` bytes each.
@@ -118,19 +128,7 @@ async fn passthrough_beside_termination_spread_failover_and_wildcards() {
     register(&c, "www", "www", www.port(), &["urlprefix-www.example.com/", "urlprefix-*.example.com/"]).await;
     // SNI has no path: refused and reported.
     register(&c, "bad", "bad", 1, &["urlprefix-bad.example.com/v1 proto=tcp"]).await;
-    let tls_port = free_port();
-    let router = Router::start(
-        &consul,
-        &[
-            "--tls-addr",
-            &format!("127.0.0.1:{tls_port}"),
-            "--cert-source",
-            &format!("dir:{}", certs.path().display()),
-            "--strategy",
-            "rr",
-        ],
-    )
-    .await;
+    let (router, tls_port) = start_router(&consul, certs.path(), &["--strategy", "rr"]).await;
     let kube = [kube_a.serial.clone(), kube_b.serial.clone()];
     let up = wait_until(T, || async { served(tls_port, Some("api.example.com")).await.filter(|s| kube.contains(s)) });
     assert!(
@@ -195,21 +193,8 @@ async fn passthrough_bytes_untouched_proxy_protocol_and_hostile_hellos() {
     let c = consul.client();
     register(&c, "raw1", "raw", raw.port(), &["urlprefix-raw.example.com/ proto=tcp"]).await;
     register(&c, "db1", "db", db.port(), &["urlprefix-db.example.com/ tls=passthrough pxyproto=v2"]).await;
-    let tls_port = free_port();
-    let router = Router::start(
-        &consul,
-        &[
-            "--tls-addr",
-            &format!("127.0.0.1:{tls_port}"),
-            "--cert-source",
-            &format!("dir:{}", certs.path().display()),
-            "--proxy-protocol-from",
-            "127.0.0.3/32",
-            "--header-timeout",
-            "1s",
-        ],
-    )
-    .await;
+    let extra = ["--proxy-protocol-from", "127.0.0.3/32", "--header-timeout", "1s"];
+    let (router, tls_port) = start_router(&consul, certs.path(), &extra).await;
     let hello = client_hello(Some("raw.example.com"), 16384);
     let ready = wait_until(T, || async {
         let (_, got) = send(tls_port, "127.0.0.1", &[&hello]).await;
