@@ -5,7 +5,8 @@
 //! without SNI, are terminated by the router with its certificate; raw TCP
 //! backends check that the bytes arrive untouched (ClientHello included, cut
 //! into records and segments), PROXY out (`pxyproto=v2`) and PROXY in
-//! (`--proxy-protocol-from`) on the TLS listener; hostile hellos (garbage,
+//! (`--proxy-protocol-from`) on the TLS listener, for passthrough and
+//! terminated connections alike; hostile hellos (garbage,
 //! truncated, oversized, stalled, a forged PROXY header) are closed while the
 //! listener serves on.
 
@@ -108,6 +109,30 @@ async fn curl(port: u16, host: &str) -> (u16, String) {
     .expect("curl task")
 }
 
+/// A relay on a free loopback port standing for a load balancer: each
+/// connection is made again from 127.0.0.3 to `port`, opening with a PROXY
+/// v1 header that names `client`, then copied both ways.
+async fn proxy_relay(port: u16, client: &'static str) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let relay_port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let sock = TcpSocket::new_v4().expect("socket");
+                sock.bind("127.0.0.3:0".parse().expect("addr")).expect("bind");
+                let Ok(mut out) = sock.connect(format!("127.0.0.1:{port}").parse().expect("addr")).await else {
+                    return;
+                };
+                let header = format!("PROXY TCP4 {client} 127.0.0.1 4000 {port}\r\n");
+                if out.write_all(header.as_bytes()).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    (relay_port, task)
+}
+
 #[tokio::test]
 async fn passthrough_beside_termination_spread_failover_and_wildcards() {
     let (certs, work) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
@@ -193,6 +218,8 @@ async fn passthrough_bytes_untouched_proxy_protocol_and_hostile_hellos() {
     let c = consul.client();
     register(&c, "raw1", "raw", raw.port(), &["urlprefix-raw.example.com/ proto=tcp"]).await;
     register(&c, "db1", "db", db.port(), &["urlprefix-db.example.com/ tls=passthrough pxyproto=v2"]).await;
+    let web = Backend::start("web").await;
+    register(&c, "web1", "web", web.port(), &["urlprefix-web.example.com/"]).await;
     let extra = ["--proxy-protocol-from", "127.0.0.3/32", "--header-timeout", "1s"];
     let (router, tls_port) = start_router(&consul, certs.path(), &extra).await;
     let hello = client_hello(Some("raw.example.com"), 16384);
@@ -220,6 +247,15 @@ async fn passthrough_bytes_untouched_proxy_protocol_and_hostile_hellos() {
     let forwarded = [&b"PROXY TCP4 192.0.2.7 192.0.2.8 4000 443\r\n"[..], &db_hello].concat();
     let (_, got) = send(tls_port, "127.0.0.3", &[&forwarded]).await;
     assert_eq!(got, [&b"db:v2 192.0.2.7:4000 "[..], &db_hello].concat());
+    // PROXY in before a terminated handshake: the request is forwarded for
+    // the client the header names.
+    let (relay, relay_task) = proxy_relay(tls_port, "192.0.2.9").await;
+    let (status, body) = curl(relay, "web.example.com").await;
+    relay_task.abort();
+    assert_eq!(status, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(seen["headers"]["x-forwarded-for"], "192.0.2.9", "{seen}");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https", "{seen}");
     // The same header from anyone else is no ClientHello: rustls answers
     // it (an alert) and closes, and the instance never hears of it.
     let bad_before = router.metric(r#"router_tls_handshakes_total{result="bad_client_hello"}"#).await;
