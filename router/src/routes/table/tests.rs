@@ -968,3 +968,50 @@ fn passthrough_problems() {
     assert_eq!(pass(&t, "g.com").as_str(), "g@g.com");
     assert_eq!(t.passthrough_routes().len(), 1);
 }
+
+/// The passthrough decision the slow, obvious way: every HTTP route host
+/// (`:443` dropped) and every passthrough host tried as a glob against the
+/// name, the matching ones in fabio's order, a passthrough host before an
+/// HTTP host equal to it; the name passes through when the first is a
+/// passthrough host.
+fn reference_passthrough<'t>(t: &'t Table, sni: &str) -> Option<&'t str> {
+    let norm = |h: &str| h.strip_suffix(":443").unwrap_or(h).to_string();
+    let mut hosts: Vec<(&str, bool)> = t.routes().iter().map(|r| (r.host.as_str(), false)).collect();
+    hosts.extend(t.passthrough_routes().iter().map(|r| (r.source.as_str(), true)));
+    hosts.retain(|(h, _)| !h.is_empty() && naive_glob(norm(h).as_bytes(), sni.as_bytes()));
+    hosts.sort_by_key(|&(h, pass)| (Reverse(specificity_key(h)), !pass));
+    hosts.first().filter(|(_, pass)| *pass).map(|(h, _)| *h)
+}
+
+#[test]
+fn passthrough_agrees_with_a_full_scan_on_random_tables() {
+    let mut next = crate::routes::xorshift(0x2545_f491_4f6c_dd1d_u64);
+    let labels = ["a", "b", "example", "com", "x-y", "*", "*b", "a*"];
+    let ports = ["", "", ":443", ":8080"];
+    // Both outcomes are exercised: passed through, and a matching
+    // passthrough host outranked by an HTTP host.
+    let (mut passed, mut outranked) = (0, 0);
+    for round in 0..80 {
+        let mut instances = Vec::new();
+        for i in 0..next(30) + 1 {
+            let name = (0..next(3) + 1).map(|_| labels[next(labels.len())]).collect::<Vec<_>>().join(".");
+            let tag = match next(3) {
+                0 => format!("urlprefix-{name}/ proto=tcp"),
+                1 => format!("urlprefix-{name}{}/", ports[next(ports.len())]),
+                _ => format!("urlprefix-{name}/{}", ["a", "b"][next(2)]),
+            };
+            instances.push(inst(&format!("s{round}-{i}"), &format!("id{i}"), 1, &[&tag]));
+        }
+        // Mixed kinds on one host are problems; the table is what it is.
+        let (t, _) = build(&instances, "");
+        for _ in 0..200 {
+            let sni: String = (0..next(4) + 1).map(|_| labels[next(5)]).collect::<Vec<_>>().join(".");
+            let got = t.passthrough(&sni).map(|r| r.source.as_str());
+            assert_eq!(got, reference_passthrough(&t, &sni), "round {round}: {sni}");
+            let candidate = t.passthrough_routes().iter().any(|r| naive_glob(r.source.as_bytes(), sni.as_bytes()));
+            passed += usize::from(got.is_some());
+            outranked += usize::from(got.is_none() && candidate);
+        }
+    }
+    assert!(passed > 500 && outranked > 100, "passed {passed}, outranked {outranked}");
+}
