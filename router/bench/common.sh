@@ -104,18 +104,39 @@ start_haproxy() {
 }
 
 # The backend: nginx serving a 100-byte file; sets backend_port and
-# backend_worker.
+# backend_worker. With $1 (nginx `ssl_*` directives) it serves over TLS.
 start_backend() {
+  local tls=${1:-}
   backend_port=$(free_port)
   mkdir -p "$work/www" "$work/backend"
   head -c 100 /dev/zero | tr '\0' 'x' >"$work/www/index.html"
   # nginx workers run as an unprivileged user when started as root.
   chmod 755 "$work" "$work/www"
   chmod 644 "$work/www/index.html"
-  nginx_conf "$work/backend" "server { listen 127.0.0.1:$backend_port; root $work/www; }" >"$work/backend/nginx.conf"
+  nginx_conf "$work/backend" "server { listen 127.0.0.1:$backend_port${tls:+ ssl}; root $work/www; $tls }" \
+    >"$work/backend/nginx.conf"
   start_nginx backend
   backend_worker=$nginx_worker
-  wait_for 10 curl -sf "http://127.0.0.1:$backend_port/index.html"
+  if [ -n "$tls" ]; then
+    wait_for 10 curl -sfk "https://127.0.0.1:$backend_port/index.html"
+  else
+    wait_for 10 curl -sf "http://127.0.0.1:$backend_port/index.html"
+  fi
+}
+
+# A self-signed ECDSA P-256 certificate for the DNS name $1:
+# $work/$1-cert.pem, $work/$1-key.pem, and both in one file at $2.
+ec_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$work/$1-key.pem" \
+    -out "$work/$1-cert.pem" -days 2 -subj "/CN=$1" -addext "subjectAltName=DNS:$1" 2>/dev/null
+  chmod 644 "$work/$1-key.pem" "$work/$1-cert.pem"
+  cat "$work/$1-cert.pem" "$work/$1-key.pem" >"$2"
+}
+
+# Registers service $1 (also its ID) at 127.0.0.1:$2 with the route tag $3.
+register_service() {
+  curl -sf -X PUT "$consul_addr/v1/agent/service/register" -o /dev/null \
+    -d "{\"ID\": \"$1\", \"Name\": \"$1\", \"Address\": \"127.0.0.1\", \"Port\": $2, \"Tags\": [\"$3\"]}"
 }
 
 # CPU time (user + system) of a process so far, in clock ticks.

@@ -23,19 +23,9 @@ build_router
 start_consul
 
 # --- the instance: nginx terminating TLS, serving 100 bytes -----------------
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$work/key.pem" \
-  -out "$work/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost 2>/dev/null
-backend_port=$(free_port)
-mkdir -p "$work/www" "$work/backend"
-head -c 100 /dev/zero | tr '\0' 'x' >"$work/www/index.html"
-chmod 755 "$work" "$work/www"
-chmod 644 "$work/www/index.html" "$work/key.pem" "$work/cert.pem"
-nginx_conf "$work/backend" "server { listen 127.0.0.1:$backend_port ssl; root $work/www;
-    ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
-    ssl_protocols TLSv1.3; ssl_session_cache shared:SSL:10m; }" >"$work/backend/nginx.conf"
-start_nginx backend
-backend_worker=$nginx_worker
-wait_for 10 curl -sfk "https://localhost:$backend_port/index.html"
+ec_cert localhost "$work/localhost.pem"
+start_backend "ssl_certificate $work/localhost-cert.pem; ssl_certificate_key $work/localhost-key.pem;
+    ssl_protocols TLSv1.3; ssl_session_cache shared:SSL:10m;"
 
 # --- HAProxy passing through by SNI ----------------------------------------
 haproxy_port=$(free_port)
@@ -62,19 +52,13 @@ pids+=("$haproxy_pid")
 
 # --- router -------------------------------------------------------------------
 mkdir -p "$work/certs"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$work/rkey.pem" \
-  -out "$work/rcert.pem" -days 2 -subj /CN=router.test -addext subjectAltName=DNS:router.test 2>/dev/null
-cat "$work/rcert.pem" "$work/rkey.pem" >"$work/certs/router.pem"
+ec_cert router.test "$work/certs/router.pem"
+register_service kube "$backend_port" "urlprefix-localhost/ tls=passthrough"
 router_tls=$(free_port)
 admin_port=$(free_port)
 admin=http://127.0.0.1:$admin_port
-curl -sf -X PUT "$consul_addr/v1/agent/service/register" -o /dev/null \
-  -d "{\"ID\": \"kube\", \"Name\": \"kube\", \"Address\": \"127.0.0.1\", \"Port\": $backend_port, \"Tags\": [\"urlprefix-localhost/ tls=passthrough\"]}"
-RUST_LOG=warn taskset -c "$SERVER_CORE" "$router_bin" --consul-addr "$consul_addr" \
-  --proxy-addr "127.0.0.1:$(free_port)" --admin-addr "127.0.0.1:$admin_port" \
-  --tls-addr "127.0.0.1:$router_tls" --cert-source "dir:$work/certs" >"$work/router.log" 2>&1 &
-router_pid=$!
-pids+=("$router_pid")
+start_router --proxy-addr "127.0.0.1:$(free_port)" --admin-addr "127.0.0.1:$admin_port" \
+  --tls-addr "127.0.0.1:$router_tls" --cert-source "dir:$work/certs"
 
 # Every path must show the instance's certificate (CN=localhost), not the router's.
 for port in "$router_tls" "$haproxy_port"; do

@@ -27,16 +27,14 @@ start_backend
 
 # --- one ECDSA P-256 certificate -------------------------------------------
 mkdir -p "$work/certs"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$work/key.pem" \
-  -out "$work/cert.pem" -days 2 -subj /CN=bench.test -addext subjectAltName=DNS:bench.test 2>/dev/null
-cat "$work/cert.pem" "$work/key.pem" >"$work/certs/bench.pem"
+ec_cert bench.test "$work/certs/bench.pem"
 
 # --- nginx and HAProxy terminating TLS -------------------------------------
 nginx_port=$(free_port)
 mkdir -p "$work/proxy"
 nginx_conf "$work/proxy" "upstream backend { server 127.0.0.1:$backend_port; keepalive 64; }
   server { listen 127.0.0.1:$nginx_port ssl http2;
-    ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+    ssl_certificate $work/bench.test-cert.pem; ssl_certificate_key $work/bench.test-key.pem;
     ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" \
   >"$work/proxy/nginx.conf"
@@ -67,8 +65,7 @@ router_port=$(free_port)
 router_tls=$(free_port)
 admin_port=$(free_port)
 admin=http://127.0.0.1:$admin_port
-curl -sf -X PUT "$consul_addr/v1/agent/service/register" -o /dev/null \
-  -d "{\"ID\": \"bench\", \"Name\": \"bench\", \"Address\": \"127.0.0.1\", \"Port\": $backend_port, \"Tags\": [\"urlprefix-/\"]}"
+register_service bench "$backend_port" "urlprefix-/"
 start_router --proxy-addr "127.0.0.1:$router_port" --admin-addr "127.0.0.1:$admin_port" \
   --tls-addr "127.0.0.1:$router_tls" --cert-source "dir:$work/certs"
 
