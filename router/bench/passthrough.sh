@@ -46,9 +46,7 @@ frontend fe
 backend be
   server s1 127.0.0.1:$backend_port
 EOF
-taskset -c "$SERVER_CORE" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
-haproxy_pid=$!
-pids+=("$haproxy_pid")
+start_haproxy
 
 # --- router -------------------------------------------------------------------
 mkdir -p "$work/certs"
