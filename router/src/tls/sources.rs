@@ -109,16 +109,24 @@ impl Sources {
         let name = self.names[idx].clone();
         let this = self.clone();
         let restart = kit::OnEnd::Restart(kit::Backoff::new(Duration::from_millis(500), Duration::from_secs(30)));
-        tasks.spawn("certificate store", restart, move |_stop| {
+        tasks.spawn("certificate store", restart, move |mut stop| {
             let this = this.clone();
             let source = source.clone();
             let consul = consul.clone();
             let shared = shared.clone();
             let name = name.clone();
             async move {
-                match source {
-                    Source::Dir(path) => this.follow_dir(idx, path).await,
-                    Source::Consul(prefix) => this.follow_consul(idx, name, prefix, consul, shared, timing).await,
+                // Ends at once on stop: otherwise SIGTERM waits the whole
+                // grace for a watcher that never looks at it.
+                let follow = async {
+                    match source {
+                        Source::Dir(path) => this.follow_dir(idx, path).await,
+                        Source::Consul(prefix) => this.follow_consul(idx, name, prefix, consul, shared, timing).await,
+                    }
+                };
+                tokio::select! {
+                    () = follow => {}
+                    () = stop.stopped() => {}
                 }
                 Ok::<(), std::convert::Infallible>(())
             }
