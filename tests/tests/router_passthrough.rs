@@ -8,7 +8,7 @@
 //! (`--proxy-protocol-from`) on the TLS listener, for passthrough and
 //! terminated connections alike; hostile hellos (garbage,
 //! truncated, oversized, stalled, a forged PROXY header) are closed while the
-//! listener serves on.
+//! listener serves on; on SIGTERM an open passed-through connection finishes.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -221,7 +221,7 @@ async fn passthrough_bytes_untouched_proxy_protocol_and_hostile_hellos() {
     let web = Backend::start("web").await;
     register(&c, "web1", "web", web.port(), &["urlprefix-web.example.com/"]).await;
     let extra = ["--proxy-protocol-from", "127.0.0.3/32", "--header-timeout", "1s"];
-    let (router, tls_port) = start_router(&consul, certs.path(), &extra).await;
+    let (mut router, tls_port) = start_router(&consul, certs.path(), &extra).await;
     let hello = client_hello(Some("raw.example.com"), 16384);
     let ready = wait_until(T, || async {
         let (_, got) = send(tls_port, "127.0.0.1", &[&hello]).await;
@@ -302,4 +302,24 @@ async fn passthrough_bytes_untouched_proxy_protocol_and_hostile_hellos() {
     let bytes_in =
         router.metric(r#"router_tcp_bytes_total{service="raw",route="raw.example.com",direction="in"}"#).await;
     assert!(bytes_in >= (2 * hello.len() + stream.len()) as f64, "{bytes_in}");
+
+    // SIGTERM: the listener closes, a passed-through connection already open
+    // goes on to its end, then the router exits.
+    let series = r#"router_tcp_connections_total{service="raw",route="raw.example.com"}"#;
+    let before = router.metric(series).await;
+    let mut open = TcpStream::connect(("127.0.0.1", tls_port)).await.expect("connect");
+    open.write_all(&hello).await.expect("send");
+    let relayed = wait_until(T, || async { (router.metric(series).await > before).then_some(()) }).await;
+    assert!(relayed.is_some(), "the connection reached the instance");
+    router.daemon.signal(libc::SIGTERM);
+    let closed = wait_until(T, || async { TcpStream::connect(("127.0.0.1", tls_port)).await.is_err().then_some(()) });
+    assert!(closed.await.is_some(), "the TLS listener closed");
+    open.write_all(b"late").await.expect("the open connection still takes bytes");
+    open.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    tokio::time::timeout(T, open.read_to_end(&mut answer)).await.expect("answered").expect("read");
+    assert_eq!(answer, [&b"raw:"[..], &hello, b"late"].concat());
+    // Well before the 10 s grace: nothing else holds the process.
+    let status = router.daemon.wait_exit(Duration::from_secs(5)).expect("router exits once its connections end");
+    assert!(status.success(), "{status:?}");
 }
