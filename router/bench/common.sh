@@ -96,6 +96,21 @@ start_router() {
   pids+=("$router_pid")
 }
 
+# The start of a HAProxy configuration: one thread, mode $1, client and
+# server timeouts $2 (default 30s); the caller adds its sections.
+haproxy_head() {
+  cat <<EOF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode $1
+  timeout connect 5s
+  timeout client ${2:-30s}
+  timeout server ${2:-30s}
+EOF
+}
+
 # Starts HAProxy from $work/haproxy.cfg on the server core; sets haproxy_pid.
 start_haproxy() {
   taskset -c "$SERVER_CORE" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &

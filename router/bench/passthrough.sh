@@ -29,15 +29,9 @@ start_backend "ssl_certificate $work/localhost-cert.pem; ssl_certificate_key $wo
 
 # --- HAProxy passing through by SNI ----------------------------------------
 haproxy_port=$(free_port)
-cat >"$work/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
+{
+  haproxy_head tcp
+  cat <<EOF
 frontend fe
   bind 127.0.0.1:$haproxy_port
   tcp-request inspect-delay 5s
@@ -46,6 +40,7 @@ frontend fe
 backend be
   server s1 127.0.0.1:$backend_port
 EOF
+} >"$work/haproxy.cfg"
 start_haproxy
 
 # --- router -------------------------------------------------------------------

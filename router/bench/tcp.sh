@@ -34,15 +34,9 @@ pids+=("$iperf_pid")
 # --- HAProxy mode tcp and nginx stream ---------------------------------------
 hp_bulk=$(free_port)
 hp_conn=$(free_port)
-cat >"$work/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
+{
+  haproxy_head tcp 60s
+  cat <<EOF
 listen bulk
   bind 127.0.0.1:$hp_bulk
   server s1 127.0.0.1:$iperf_port
@@ -50,6 +44,7 @@ listen conn
   bind 127.0.0.1:$hp_conn
   server s1 127.0.0.1:$backend_port
 EOF
+} >"$work/haproxy.cfg"
 start_haproxy
 
 ng_bulk=$(free_port)

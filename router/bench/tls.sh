@@ -42,15 +42,9 @@ start_nginx proxy
 nginx_pid=$nginx_worker
 
 haproxy_port=$(free_port)
-cat >"$work/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
+{
+  haproxy_head http
+  cat <<EOF
   http-reuse always
 frontend fe
   bind 127.0.0.1:$haproxy_port ssl crt $work/certs/bench.pem alpn h2,http/1.1
@@ -58,6 +52,7 @@ frontend fe
 backend be
   server s1 127.0.0.1:$backend_port
 EOF
+} >"$work/haproxy.cfg"
 start_haproxy
 
 # --- router ------------------------------------------------------------------
