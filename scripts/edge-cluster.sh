@@ -118,7 +118,7 @@ consul_start() { # consul_start NODE server|client
   for j in "${edge_nodes[@]}"; do args+=("-retry-join=$(node_ip "$j")"); done
   if [ "$kind" = server ]; then args+=(-server -bootstrap-expect=3 -ui); fi
   start "$n" "consul-$i" consul agent -node="$( [ "$i" = "$worker" ] && echo worker || echo "edge-n$i")" \
-    -bind="$(node_ip "$i")" -client=127.0.0.1 -data-dir="$state/consul-$i" -disable-host-node-id \
+    -bind="$(node_ip "$i")" -client="127.0.0.1 $(node_ip "$i")" -data-dir="$state/consul-$i" -disable-host-node-id \
     -hcl='performance { raft_multiplier = 1 }' -hcl='ports { dns = -1, grpc = -1, serf_wan = -1 }' \
     -hcl='disable_update_check = true' "${args[@]}"
 }
@@ -165,9 +165,13 @@ container_start() { # container_start NAME SERVICE: an httpd saying which contai
     sh -c 'echo "$PAGE" >/www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
 }
 
-router_start() {
+router_start() { # reads from the other nodes' servers while its own Consul is dead
+  local fallbacks=() j
+  for j in "${edge_nodes[@]}"; do
+    [ "$j" = "$1" ] || fallbacks+=(--consul-fallback-addr "http://$(node_ip "$j"):8500")
+  done
   start "$(ns "n$1")" "router-$1" env RUST_LOG="${RUST_LOG:-info}" "$bin/router" \
-    --consul-addr http://127.0.0.1:8500 --proxy-addr 0.0.0.0:9999 --admin-addr 127.0.0.1:9998 \
+    --consul-addr http://127.0.0.1:8500 "${fallbacks[@]}" --proxy-addr 0.0.0.0:9999 --admin-addr 127.0.0.1:9998 \
     --vipd-addr 127.0.0.1:9997
 }
 

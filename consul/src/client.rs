@@ -1,6 +1,18 @@
-//! The HTTP client: base address, ACL token, timeouts, and the one place
-//! where requests are sent and answers are turned into values or [`Error`]s.
+//! The HTTP client: base address (and fallbacks), ACL token, timeouts, and
+//! the one place where requests are sent and answers are turned into values
+//! or [`Error`]s.
+//!
+//! Fallbacks: when the agent at the base address cannot be reached (the
+//! connection is refused or cannot be made), or drops a read in flight
+//! (its process died), the same request goes to each fallback address in
+//! order, every time, so reads go back to the base address as soon as it
+//! answers again. A request that timed out is not repeated (the caller's
+//! wait decides), nor is a write that may have reached the agent. Blocking
+//! indexes are raft indexes, the same on every server, so a blocking read
+//! carries over to another server as it is.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -16,6 +28,9 @@ use crate::error::Error;
 pub struct Config {
     /// Base URL of the agent, e.g. `http://127.0.0.1:8500`.
     pub address: String,
+    /// Other agents or servers, asked in order when `address` cannot be
+    /// reached (see the module doc).
+    pub fallbacks: Vec<String>,
     /// ACL token sent as `X-Consul-Token`.
     pub token: Option<String>,
     /// Time allowed for a TCP connect; short, so an unreachable Consul is
@@ -30,6 +45,7 @@ impl Config {
     pub fn new(address: impl Into<String>) -> Self {
         Config {
             address: address.into(),
+            fallbacks: Vec::new(),
             token: None,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
@@ -40,13 +56,47 @@ impl Config {
         self.token = token.filter(|t| !t.is_empty());
         self
     }
+
+    pub fn fallbacks(mut self, fallbacks: Vec<String>) -> Self {
+        self.fallbacks = fallbacks;
+        self
+    }
+}
+
+/// Parses one Consul address into a base URL ending in `/`.
+fn base_url(address: &str) -> Result<Url, Error> {
+    let invalid = |reason: String| Error::InvalidAddress { addr: address.to_string(), reason };
+    // Accept "127.0.0.1:8500" as Consul's own CLI does.
+    let addr = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
+    let mut base = Url::parse(&addr).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(invalid(format!("scheme {:?} is not http or https", base.scheme())));
+    }
+    if base.host().is_none() {
+        return Err(invalid("no host".into()));
+    }
+    if !base.path().ends_with('/') {
+        let p = format!("{}/", base.path());
+        base.set_path(&p);
+    }
+    Ok(base)
+}
+
+/// Whether a request that failed this way may go to the next address:
+/// nothing reached the agent (connect), or a read lost its agent mid-way.
+/// Never after a timeout: that is the caller's budget, spent.
+fn try_next(error: &reqwest::Error, idempotent: bool) -> bool {
+    !error.is_timeout() && (error.is_connect() || (idempotent && error.is_request()))
 }
 
 /// A Consul API client. Cheap to clone: clones share one connection pool.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: Url,
+    /// The base address, then the fallbacks.
+    bases: Arc<[Url]>,
+    /// Which of `bases` answered last, so a change is logged once.
+    answering: Arc<AtomicUsize>,
     token: Option<String>,
     request_timeout: Duration,
 }
@@ -58,39 +108,39 @@ impl Client {
     }
 
     pub fn with_config(config: Config) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::InvalidAddress { addr: config.address.clone(), reason };
-        // Accept "127.0.0.1:8500" as Consul's own CLI does.
-        let addr =
-            if config.address.contains("://") { config.address.clone() } else { format!("http://{}", config.address) };
-        let mut base = Url::parse(&addr).map_err(|e| invalid(e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(invalid(format!("scheme {:?} is not http or https", base.scheme())));
-        }
-        if base.host().is_none() {
-            return Err(invalid("no host".into()));
-        }
-        if !base.path().ends_with('/') {
-            let p = format!("{}/", base.path());
-            base.set_path(&p);
-        }
+        let bases: Vec<Url> =
+            std::iter::once(&config.address).chain(&config.fallbacks).map(|a| base_url(a)).collect::<Result<_, _>>()?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| invalid(e.to_string()))?;
-        Ok(Client { http, base, token: config.token, request_timeout: config.request_timeout })
+            .map_err(|e| Error::InvalidAddress { addr: config.address.clone(), reason: e.to_string() })?;
+        Ok(Client {
+            http,
+            bases: bases.into(),
+            answering: Arc::new(AtomicUsize::new(0)),
+            token: config.token,
+            request_timeout: config.request_timeout,
+        })
     }
 
     /// The agent's base URL.
     pub fn address(&self) -> &Url {
-        &self.base
+        &self.bases[0]
     }
 
-    fn request(&self, method: Method, path: &str, timeout: Duration) -> Result<RequestBuilder, Error> {
-        let url = self
-            .base
+    /// The address that answered the last request (the base address unless
+    /// it could not be reached and a fallback answered).
+    pub fn answering(&self) -> &Url {
+        &self.bases[self.answering.load(Ordering::Relaxed).min(self.bases.len() - 1)]
+    }
+
+    /// The request to `path` at each address in turn: `build` adds the query
+    /// and body.
+    fn request(&self, base: &Url, method: Method, path: &str, timeout: Duration) -> Result<RequestBuilder, Error> {
+        let url = base
             .join(path)
-            .map_err(|e| Error::InvalidAddress { addr: format!("{}{}", self.base, path), reason: e.to_string() })?;
+            .map_err(|e| Error::InvalidAddress { addr: format!("{base}{path}"), reason: e.to_string() })?;
         let mut req = self.http.request(method, url).timeout(timeout);
         if let Some(t) = &self.token {
             req = req.header("X-Consul-Token", t);
@@ -98,15 +148,40 @@ impl Client {
         Ok(req)
     }
 
-    /// Sends a request and returns the raw answer, with non-2xx statuses
-    /// (other than those in `allow`) turned into [`Error::Status`].
+    /// Sends `method path` (`build` adds query and body) to the base address,
+    /// then to each fallback while the failure allows it (see the module
+    /// doc); returns the raw answer, with non-2xx statuses (other than those
+    /// in `allow`) turned into [`Error::Status`].
     async fn send(
         &self,
-        req: RequestBuilder,
-        endpoint: &str,
+        method: Method,
+        path: &str,
+        timeout: Duration,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
         allow: &[StatusCode],
     ) -> Result<reqwest::Response, Error> {
-        let resp = req.send().await.map_err(|source| Error::Transport { endpoint: endpoint.to_string(), source })?;
+        let endpoint = format!("{method} /{path}");
+        let idempotent = method == Method::GET;
+        let mut tried = 0;
+        let resp = loop {
+            let req = build(self.request(&self.bases[tried], method.clone(), path, timeout)?);
+            match req.send().await {
+                Ok(resp) => break resp,
+                Err(source) if tried + 1 < self.bases.len() && try_next(&source, idempotent) => {
+                    tracing::debug!(address = %self.bases[tried], %endpoint, error = %source, "Consul unreachable; trying the next address");
+                    tried += 1;
+                }
+                Err(source) => return Err(Error::Transport { endpoint, source }),
+            }
+        };
+        let was = self.answering.swap(tried, Ordering::Relaxed);
+        if was != tried {
+            if tried == 0 {
+                tracing::info!(address = %self.bases[0], "Consul answers at its address again");
+            } else {
+                tracing::warn!(address = %self.bases[0], fallback = %self.bases[tried], "Consul does not answer at its address; using a fallback");
+            }
+        }
         let status = resp.status();
         if status.is_success() || allow.contains(&status) {
             return Ok(resp);
@@ -125,11 +200,10 @@ impl Client {
         opts: &QueryOptions,
     ) -> Result<Response<Option<T>>, Error> {
         let endpoint = format!("GET /{path}");
-        let req = self
-            .request(Method::GET, path, opts.request_timeout(self.request_timeout))?
-            .query(&opts.params())
-            .query(extra);
-        let resp = self.send(req, &endpoint, &[StatusCode::NOT_FOUND]).await?;
+        let params = opts.params();
+        let timeout = opts.request_timeout(self.request_timeout);
+        let resp =
+            self.send(Method::GET, path, timeout, |r| r.query(&params).query(extra), &[StatusCode::NOT_FOUND]).await?;
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let index = header("X-Consul-Index").and_then(|v| v.parse().ok()).unwrap_or(0);
         let known_leader = header("X-Consul-KnownLeader").is_none_or(|v| v == "true");
@@ -167,11 +241,14 @@ impl Client {
         body: Option<&B>,
     ) -> Result<String, Error> {
         let endpoint = format!("PUT /{path}");
-        let mut req = self.request(Method::PUT, path, self.request_timeout)?.query(query);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = self.send(req, &endpoint, &[]).await?;
+        let build = |r: RequestBuilder| {
+            let r = r.query(query);
+            match body {
+                Some(b) => r.json(b),
+                None => r,
+            }
+        };
+        let resp = self.send(Method::PUT, path, self.request_timeout, build, &[]).await?;
         resp.text().await.map_err(|source| Error::Transport { endpoint, source })
     }
 
@@ -179,15 +256,13 @@ impl Client {
     /// `acquire`, `release`).
     pub(crate) async fn put_raw(&self, path: &str, query: &[(&str, String)], body: Vec<u8>) -> Result<String, Error> {
         let endpoint = format!("PUT /{path}");
-        let req = self.request(Method::PUT, path, self.request_timeout)?.query(query).body(body);
-        let resp = self.send(req, &endpoint, &[]).await?;
+        let resp =
+            self.send(Method::PUT, path, self.request_timeout, |r| r.query(query).body(body.clone()), &[]).await?;
         resp.text().await.map_err(|source| Error::Transport { endpoint, source })
     }
 
     pub(crate) async fn delete(&self, path: &str, query: &[(&str, String)]) -> Result<(), Error> {
-        let endpoint = format!("DELETE /{path}");
-        let req = self.request(Method::DELETE, path, self.request_timeout)?.query(query);
-        self.send(req, &endpoint, &[]).await?;
+        self.send(Method::DELETE, path, self.request_timeout, |r| r.query(query), &[]).await?;
         Ok(())
     }
 

@@ -115,6 +115,13 @@ pub struct Cli {
     #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
     pub consul_token: Option<String>,
 
+    /// Other Consul agents or servers (e.g. the other edge nodes' servers),
+    /// asked in order while --consul-addr refuses connections or drops a
+    /// read (its agent died), so the table stays fresh and this node keeps
+    /// the VIP; repeat the flag (or comma-separate the variable).
+    #[arg(long = "consul-fallback-addr", env = "ROUTER_CONSUL_FALLBACK_ADDRS", value_delimiter = ',')]
+    pub consul_fallback_addrs: Vec<String>,
+
     /// Address the proxy listens on; repeat the flag (or comma-separate the
     /// variable) for several.
     #[arg(long, env = "ROUTER_PROXY_ADDR", default_value = "0.0.0.0:9999", value_delimiter = ',')]

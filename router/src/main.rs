@@ -44,9 +44,12 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let signals = kit::shutdown::Signals::install().context("installing the SIGTERM/SIGINT handlers")?;
     let mut tasks = Supervisor::new();
-    let consul =
-        consul::Client::with_config(consul::Config::new(cli.consul_addr.clone()).token(cli.consul_token.clone()))
-            .context("Consul address")?;
+    let consul = consul::Client::with_config(
+        consul::Config::new(cli.consul_addr.clone())
+            .token(cli.consul_token.clone())
+            .fallbacks(cli.consul_fallback_addrs.clone()),
+    )
+    .context("Consul address")?;
     let shared = discovery::Shared::new();
     let metrics = Arc::new(metrics::Metrics::default());
 

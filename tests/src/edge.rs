@@ -110,7 +110,10 @@ impl EdgeCluster {
         let dir = self.data_dir(i);
         std::fs::create_dir_all(&dir).map_err(io("consul data dir"))?;
         let mut cmd = self.topo.nodes[i].command("consul");
-        cmd.args(["agent", "-log-level=info", "-client=127.0.0.1", "-disable-host-node-id"])
+        // The HTTP API on the node's address too: the other nodes' routers
+        // read from it while their own agent is dead (--consul-fallback-addr).
+        cmd.args(["agent", "-log-level=info", "-disable-host-node-id"])
+            .arg(format!("-client=127.0.0.1 {}", Topology::node_ip(i)))
             .arg(format!("-node={}", node_name(i)))
             .arg(format!("-bind={}", Topology::node_ip(i)))
             .arg(format!("-data-dir={}", dir.display()))
@@ -143,6 +146,12 @@ impl EdgeCluster {
         cmd.args(["--consul-addr", &format!("http://127.0.0.1:{CONSUL_HTTP}")])
             .args(["--proxy-addr", &format!("0.0.0.0:{PROXY_PORT}")])
             .args(["--admin-addr", "127.0.0.1:9998", "--vipd-addr", "127.0.0.1:9997"])
+            .args((1..EDGE).flat_map(|k| {
+                [
+                    "--consul-fallback-addr".to_string(),
+                    format!("http://{}:{CONSUL_HTTP}", Topology::node_ip((i + k) % EDGE)),
+                ]
+            }))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,router=debug".into()));
         self.nodes[i].router = Some(Daemon::spawn_command(&format!("router-n{i}"), cmd)?);
         Ok(())
@@ -196,7 +205,7 @@ impl EdgeCluster {
 
     /// Each live server's answer to `/v1/status/leader`: the leader's
     /// `address:port`, `""` during an election, `None` without an answer.
-    fn leaders_seen(&self) -> Vec<Option<String>> {
+    pub fn leaders_seen(&self) -> Vec<Option<String>> {
         (0..EDGE)
             .filter(|i| self.nodes[*i].consul.is_some())
             .map(|i| {
@@ -281,10 +290,12 @@ impl EdgeCluster {
         }
     }
 
-    /// Whether every live server of the edge reports no leader (an election
-    /// is under way).
-    pub fn leaderless(&self) -> bool {
-        self.leaders_seen().iter().all(|l| l.as_deref() == Some(""))
+    /// Whether every live server of the edge answers and none names node
+    /// `old` as the leader any more (their heartbeat timed out: an election
+    /// is under way or over).
+    pub fn forgot_leader(&self, old: usize) -> bool {
+        let old = format!("{}:{CONSUL_SERVER_PORT}", Topology::node_ip(old));
+        self.leaders_seen().iter().all(|l| l.as_ref().is_some_and(|l| *l != old))
     }
 
     /// One request from the client namespace through the VIP; the body on 200.
@@ -333,6 +344,27 @@ impl EdgeCluster {
         [("consul", &n.consul), ("router", &n.router), ("vipd", &n.vipd)]
             .iter()
             .filter_map(|(name, d)| d.as_ref().map(|d| format!("---- {name} n{i} ----\n{}", tail(&d.logs(), 3000))))
+            .collect()
+    }
+}
+
+impl EdgeCluster {
+    /// What a failed assertion about requests needs: every live node's
+    /// vipd transitions and check verdicts and its router's warnings, last
+    /// lines first kept.
+    pub fn events(&self) -> String {
+        let pick = |d: &Option<Daemon>, keep: &dyn Fn(&str) -> bool| {
+            let logs = d.as_ref().map(Daemon::logs).unwrap_or_default();
+            let lines: Vec<&str> = logs.lines().filter(|l| keep(l)).collect();
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        };
+        (0..EDGE)
+            .map(|i| {
+                let n = &self.nodes[i];
+                let vipd = pick(&n.vipd, &|l| l.contains("state changed") || l.contains("verdict changed"));
+                let router = pick(&n.router, &|l| l.contains("WARN") || l.contains("Consul answers"));
+                format!("---- n{i} vipd ----\n{vipd}\n---- n{i} router ----\n{router}\n")
+            })
             .collect()
     }
 }
