@@ -258,3 +258,65 @@ async fn agent_restart_loses_dev_state_and_comes_back() {
     assert!(!back.contains_key("web-1"), "dev mode starts empty");
     assert_eq!(c.agent_node_name().await.expect("self"), agent.node_name());
 }
+
+/// `Config::fallbacks` against two real agents: a blocking read whose agent
+/// is killed under it is answered by the fallback (not an error after the
+/// wait), requests go to the fallback while the base address refuses
+/// connections, and back to the base as soon as it answers again.
+#[tokio::test]
+async fn requests_fall_back_while_the_agent_is_dead_and_return_when_it_answers() {
+    let mut a = ConsulAgent::start().await.expect("consul a starts");
+    let b = ConsulAgent::start().await.expect("consul b starts");
+    let c =
+        consul::Client::with_config(consul::Config::new(a.http_addr()).fallbacks(vec![b.http_addr()])).expect("client");
+    let value = |r: &consul::Response<Option<consul::KvPair>>| {
+        r.value.as_ref().map(|p| String::from_utf8_lossy(&p.value).into_owned())
+    };
+    a.client().kv_put("k", "from a").await.expect("put a");
+    let from_a = c.kv_get("k", &QueryOptions::default()).await.expect("read a");
+    assert_eq!(value(&from_a).as_deref(), Some("from a"));
+    assert_eq!(c.answering(), c.address());
+
+    // B's index for the key must pass A's, so B answers the blocking read
+    // at once rather than wait for a change (both are single-server
+    // clusters here; in one cluster the indexes are the same raft indexes).
+    let mut n = 0;
+    loop {
+        n += 1;
+        let r = b.client().kv_put("k", format!("from b {n}")).await.expect("put b");
+        assert!(r);
+        let idx = b.client().kv_get("k", &QueryOptions::default()).await.expect("read b").index;
+        if idx > from_a.index {
+            break;
+        }
+    }
+    let reader = c.clone();
+    let index = from_a.index;
+    let read =
+        tokio::spawn(
+            async move { reader.kv_get("k", &QueryOptions::stale_blocking(index, Duration::from_secs(30))).await },
+        );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    a.stop();
+    let r = tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("answered by the fallback, not after the wait")
+        .expect("read task")
+        .expect("no error: the fallback answered");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(value(&r), Some(format!("from b {n}")));
+    assert_eq!(c.answering().as_str(), format!("{}/", b.http_addr()));
+
+    // Refused: reads and writes go to the fallback.
+    assert!(c.kv_put("w", "written").await.expect("write through the fallback"));
+    let w = b.client().kv_get("w", &QueryOptions::default()).await.expect("read b");
+    assert_eq!(value(&w).as_deref(), Some("written"));
+
+    // The base answers again (a dev agent, empty after its restart): the
+    // next request is its.
+    a.restart().await.expect("consul a restarts");
+    let back = c.kv_get("k", &QueryOptions::default()).await.expect("read a again");
+    assert_eq!(value(&back), None, "answered by the restarted, empty agent");
+    assert_eq!(c.answering(), c.address());
+}

@@ -25,6 +25,15 @@
 //!   index is not waited on for a whole wait period.
 //! - A server that stopped answering is found by the liveness probe within
 //!   about a second ([`super::probe`]); every watch then abandons its read.
+//! - A read the server could not get a leader to answer (a 500 "No cluster
+//!   leader" or "rpc error ...", or a read from index 0 held past
+//!   [`FIRST_READ_LIMIT`]) is an election, not this node cut off: it is
+//!   counted and retried within [`STALE_RECHECK`], but does not mark the
+//!   watch failing. How long no leader was seen (`--consul-max-stale`)
+//!   judges it, the same on every node. Marked failing, it failed
+//!   `/health/consul` on the one node whose watch happened to be reading
+//!   from index 0 when the leader died, and moved the VIP (measured: a
+//!   request lost, issue 10's "leader killed -> 0 failed").
 
 use std::future::Future;
 use std::sync::Arc;
@@ -59,6 +68,13 @@ const STALE_RECHECK: Duration = Duration::from_secs(1);
 /// election). Abandoned sooner, it is sent again after the backoff and
 /// reaches the new leader once one is elected.
 const FIRST_READ_LIMIT: Duration = Duration::from_secs(3);
+
+/// Whether a failed read only says that the answering server has no leader
+/// to forward it to (see the module doc).
+pub fn leader_unavailable(error: &consul::Error) -> bool {
+    matches!(error, consul::Error::Status { status: 500, body, .. }
+        if body.contains("No cluster leader") || body.starts_with("rpc error"))
+}
 
 /// A read from index 0 goes to the leader; a blocking read after it is stale.
 pub fn read_options(index: u64, wait: Duration) -> QueryOptions {
@@ -115,19 +131,23 @@ pub async fn run<T, E, F, Fut>(
         let wait = if stale { timing.wait.min(STALE_RECHECK) } else { timing.wait };
         let limit = if index.get() == 0 { (wait * 2).min(FIRST_READ_LIMIT) } else { wait * 2 };
         let opts = read_options(index.get(), wait);
+        // Errors carry whether they only mean "no leader" (module doc).
         let outcome = tokio::select! {
             r = tokio::time::timeout(limit, read(opts)) => match r {
-                Err(_) => Err(format!("no answer within {}; restarting the watch", humantime::format_duration(limit))),
-                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err((
+                    format!("no answer within {}; restarting the watch", humantime::format_duration(limit)),
+                    index.get() == 0,
+                )),
+                Ok(r) => r.map_err(|e| (e.to_string(), leader_unavailable(&e))),
             },
             changed = lost.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                Err("the Consul agent stopped answering the liveness probe; read abandoned".to_string())
+                Err(("the Consul agent stopped answering the liveness probe; read abandoned".to_string(), false))
             }
         };
-        let error = match outcome {
+        let (error, no_leader) = match outcome {
             Err(error) => error,
             Ok(r) => {
                 mark.set(false);
@@ -161,11 +181,15 @@ pub async fn run<T, E, F, Fut>(
                 continue;
             }
         };
-        mark.set(true);
         shared.status.record_error(format!("{name}: {error}"));
         index.reset();
-        let delay = backoff.next_delay();
-        tracing::warn!(watch = %name, %error, retry_in = ?delay, "Consul read failed");
+        let delay = if no_leader {
+            backoff.next_delay().min(STALE_RECHECK)
+        } else {
+            mark.set(true);
+            backoff.next_delay()
+        };
+        tracing::warn!(watch = %name, %error, no_leader, retry_in = ?delay, "Consul read failed");
         tokio::time::sleep(delay).await;
         if tx.is_closed() {
             return;
@@ -193,6 +217,8 @@ mod tests {
         /// A leader is known but last heard from this many ms ago.
         LastContact(u64, u64),
         Error,
+        /// A 500 from a server that could not reach a leader.
+        NoLeaderError(&'static str),
         Hang,
     }
 
@@ -229,9 +255,12 @@ mod tests {
                     Answer::LastContact(i, ms) => Ok(resp("stale", i, true, ms)),
                     Answer::Error => Err(consul::Error::Status {
                         endpoint: "GET /v1/test".into(),
-                        status: 500,
-                        body: "rpc error".into(),
+                        status: 403,
+                        body: "Permission denied".into(),
                     }),
+                    Answer::NoLeaderError(body) => {
+                        Err(consul::Error::Status { endpoint: "GET /v1/test".into(), status: 500, body: body.into() })
+                    }
                     Answer::Hang => std::future::pending().await,
                 }
             })
@@ -256,7 +285,7 @@ mod tests {
         assert_eq!(rx.recv().await, Some(("b", 9)));
         assert_eq!(shared.status.errors(), 1);
         assert_eq!(shared.status.failing(), 0, "the watch recovered");
-        assert!(shared.status.last_error().is_some_and(|e| e.contains("rpc error")));
+        assert!(shared.status.last_error().is_some_and(|e| e.contains("Permission denied")));
         assert_eq!(indexes(&sent)[..4], [0, 5, 0, 5]);
         assert!(
             sent.lock().unwrap().iter().all(|o| o.stale == (o.index > 0)),
@@ -342,6 +371,52 @@ mod tests {
         task.abort();
         let _ = task.await;
         assert_eq!(shared.status.failing(), 0, "a cancelled watch no longer counts as failing");
+    }
+
+    /// During an election a read from index 0 fails with the server's "no
+    /// leader" errors: counted, retried, but the watch is not failing (the
+    /// leader-seen age judges that), so /health/consul stays up on this node.
+    #[tokio::test]
+    async fn errors_that_only_mean_no_leader_do_not_mark_the_watch_failing() {
+        let shared = Shared::new();
+        let script = vec![
+            Answer::NoLeaderError("No cluster leader"),
+            Answer::NoLeaderError(
+                "rpc error getting client: failed to get conn: dial tcp 10.0.0.1:0->10.0.0.2:8300: connect: connection refused",
+            ),
+            Answer::NoLeaderError("rpc error making call: EOF"),
+            Answer::Value("a", 5),
+            Answer::Error,
+        ];
+        let (mut rx, sent, task) = start(shared.clone(), Duration::from_millis(10), script);
+        let mut failing_seen = 0;
+        while sent.lock().unwrap().len() < 4 {
+            failing_seen = failing_seen.max(shared.status.failing());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(rx.recv().await, Some(("a", 5)));
+        assert_eq!(failing_seen, 0, "no-leader errors never marked the watch failing");
+        assert!(shared.status.errors() >= 3, "but they are counted");
+        assert_eq!(indexes(&sent)[..4], [0, 0, 0, 0], "each re-read goes to the leader");
+        while shared.status.failing() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(
+            shared.status.last_error().is_some_and(|e| e.contains("Permission denied")),
+            "any other error still does"
+        );
+        task.abort();
+    }
+
+    #[test]
+    fn only_the_servers_no_leader_answers_count_as_no_leader() {
+        let status =
+            |status, body: &str| consul::Error::Status { endpoint: "GET /v1/x".into(), status, body: body.into() };
+        assert!(leader_unavailable(&status(500, "No cluster leader")));
+        assert!(leader_unavailable(&status(500, "rpc error making call: EOF")));
+        assert!(!leader_unavailable(&status(500, "internal error")));
+        assert!(!leader_unavailable(&status(403, "ACL not found")));
+        assert!(!leader_unavailable(&status(503, "No cluster leader")));
     }
 
     #[test]
