@@ -7,12 +7,18 @@
 //! (its process died), the same request goes to each fallback address in
 //! order, every time, so reads go back to the base address as soon as it
 //! answers again. A request that timed out is not repeated (the caller's
-//! wait decides), nor is a write that may have reached the agent. Blocking
+//! wait decides), nor is a write that may have reached the agent. Only once
+//! the base address has answered: fallbacks stand in for an agent that
+//! died, not for one that has not started, so a daemon started before its
+//! own agent waits for it (a returning edge node whose router read its
+//! first table from the other servers took the VIP back while its own
+//! Consul was still starting, and 2 of 9 returns then lost 24 and 104
+//! requests). Blocking
 //! indexes are raft indexes, the same on every server, so a blocking read
 //! carries over to another server as it is.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -97,6 +103,8 @@ pub struct Client {
     bases: Arc<[Url]>,
     /// Which of `bases` answered last, so a change is logged once.
     answering: Arc<AtomicUsize>,
+    /// Whether the base address has answered once (see the module doc).
+    armed: Arc<AtomicBool>,
     token: Option<String>,
     request_timeout: Duration,
 }
@@ -119,6 +127,7 @@ impl Client {
             http,
             bases: bases.into(),
             answering: Arc::new(AtomicUsize::new(0)),
+            armed: Arc::new(AtomicBool::new(false)),
             token: config.token,
             request_timeout: config.request_timeout,
         })
@@ -167,13 +176,20 @@ impl Client {
             let req = build(self.request(&self.bases[tried], method.clone(), path, timeout)?);
             match req.send().await {
                 Ok(resp) => break resp,
-                Err(source) if tried + 1 < self.bases.len() && try_next(&source, idempotent) => {
+                Err(source)
+                    if tried + 1 < self.bases.len()
+                        && self.armed.load(Ordering::Relaxed)
+                        && try_next(&source, idempotent) =>
+                {
                     tracing::debug!(address = %self.bases[tried], %endpoint, error = %source, "Consul unreachable; trying the next address");
                     tried += 1;
                 }
                 Err(source) => return Err(Error::Transport { endpoint, source }),
             }
         };
+        if tried == 0 {
+            self.armed.store(true, Ordering::Relaxed);
+        }
         let was = self.answering.swap(tried, Ordering::Relaxed);
         if was != tried {
             if tried == 0 {

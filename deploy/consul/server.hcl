@@ -10,8 +10,12 @@ bootstrap_expect = 3
 # harmless) until it succeeds, so the boot order does not matter.
 bind_addr  = "192.0.2.11"
 retry_join = ["192.0.2.11", "192.0.2.12", "192.0.2.13"]
-# The HTTP API for the local router and registrar only.
-client_addr = "127.0.0.1"
+# The HTTP API for the local router and registrar, and on this node's edge
+# address for the other edge nodes' routers, which read from it while their
+# own server is dead (router --consul-fallback-addr): killing the raft
+# leader's Consul on the VIP holder then moves nothing (README, "The edge as
+# a cluster"). Keep 8500 closed to anything but the edge nodes.
+client_addr = "127.0.0.1 192.0.2.11"
 # The web UI on the HTTP port (Consul 1.8's key; `ui_config { enabled = true }`
 # from 1.9 on).
 ui = true

@@ -116,9 +116,10 @@ pub struct Cli {
     pub consul_token: Option<String>,
 
     /// Other Consul agents or servers (e.g. the other edge nodes' servers),
-    /// asked in order while --consul-addr refuses connections or drops a
-    /// read (its agent died), so the table stays fresh and this node keeps
-    /// the VIP; repeat the flag (or comma-separate the variable).
+    /// asked in order while --consul-addr (once it has answered) refuses
+    /// connections or drops a read (its agent died), so the table stays
+    /// fresh and this node keeps the VIP; repeat the flag (or
+    /// comma-separate the variable).
     #[arg(long = "consul-fallback-addr", env = "ROUTER_CONSUL_FALLBACK_ADDRS", value_delimiter = ',')]
     pub consul_fallback_addrs: Vec<String>,
 

@@ -259,14 +259,22 @@ async fn agent_restart_loses_dev_state_and_comes_back() {
     assert_eq!(c.agent_node_name().await.expect("self"), agent.node_name());
 }
 
-/// `Config::fallbacks` against two real agents: a blocking read whose agent
-/// is killed under it is answered by the fallback (not an error after the
-/// wait), requests go to the fallback while the base address refuses
-/// connections, and back to the base as soon as it answers again.
+/// `Config::fallbacks` against two real agents: not before the base address
+/// answered once; then a blocking read whose agent is killed under it is
+/// answered by the fallback (not an error after the wait), requests go to
+/// the fallback while the base address refuses connections, and back to the
+/// base as soon as it answers again.
 #[tokio::test]
 async fn requests_fall_back_while_the_agent_is_dead_and_return_when_it_answers() {
     let mut a = ConsulAgent::start().await.expect("consul a starts");
     let b = ConsulAgent::start().await.expect("consul b starts");
+    // A base that never answered: no fallback (a daemon started before its
+    // agent waits for it).
+    let refused = format!("http://127.0.0.1:{}", integration_tests::free_port());
+    let early =
+        consul::Client::with_config(consul::Config::new(refused).fallbacks(vec![b.http_addr()])).expect("client");
+    let err = early.kv_get("k", &QueryOptions::default()).await.expect_err("the base never answered");
+    assert!(err.is_unreachable(), "{err}");
     let c =
         consul::Client::with_config(consul::Config::new(a.http_addr()).fallbacks(vec![b.http_addr()])).expect("client");
     let value = |r: &consul::Response<Option<consul::KvPair>>| {

@@ -78,7 +78,7 @@ fn returns(
     std::thread::sleep(SETTLE);
     let w = window(poller, t0);
     report(name, &w, t0, Duration::from_millis(150));
-    assert!(w.gap() < Duration::from_millis(150), "{name}: the return cost {:?}", w.gap());
+    assert!(w.gap() < Duration::from_millis(150), "{name}: the return cost {:?}:\n{}", w.gap(), c.events());
 }
 
 /// Registers `id` in the catalog through a surviving server once no
@@ -136,7 +136,12 @@ fn kill_leaders_until_node_0_leads(c: &mut EdgeCluster, poller: &Poller, round: 
             w.gap(),
             c.events()
         );
-        assert!(routed - elected <= Duration::from_secs(2), "routed {:?} after the new leader", routed - elected);
+        assert!(
+            routed - elected <= Duration::from_secs(2),
+            "routed {:?} after the new leader:\n{}",
+            routed - elected,
+            c.events()
+        );
         c.start_consul(leader).expect("consul restarts");
         wait_whole(c, leader);
     }
@@ -173,7 +178,12 @@ fn the_edge_keeps_serving_through_consul_leader_loss_node_and_router_death() {
         w.gap(),
         c.events()
     );
-    assert!(routed - elected <= Duration::from_secs(2), "routed {:?} after the new leader", routed - elected);
+    assert!(
+        routed - elected <= Duration::from_secs(2),
+        "routed {:?} after the new leader:\n{}",
+        routed - elected,
+        c.events()
+    );
     assert_eq!(c.holders(), vec![0], "the VIP stayed on node 0");
     c.start_consul(0).expect("consul restarts");
     wait_whole(&c, 0);
@@ -188,7 +198,12 @@ fn the_edge_keeps_serving_through_consul_leader_loss_node_and_router_death() {
     report("VIP holder and raft leader dies", &w, t0, Duration::from_millis(400));
     report_routed("registered during that election", routed - elected);
     assert!(w.gap() <= Duration::from_millis(400), "outage {:?}", w.gap());
-    assert!(routed - elected <= Duration::from_secs(2), "routed {:?} after the new leader", routed - elected);
+    assert!(
+        routed - elected <= Duration::from_secs(2),
+        "routed {:?} after the new leader:\n{}",
+        routed - elected,
+        c.events()
+    );
     assert!(c.holders().contains(&1), "node 1 (priority 140) took the VIP: {:?}", c.holders());
 
     returns(&mut c, &poller, "node returns", |c| c.start_node(0));
