@@ -15,7 +15,10 @@
 //! Consul was still starting, and 2 of 9 returns then lost 24 and 104
 //! requests). Blocking
 //! indexes are raft indexes, the same on every server, so a blocking read
-//! carries over to another server as it is.
+//! carries over to another server as it is. At a fallback a blocking read
+//! waits at most [`FALLBACK_WAIT`], and one that gets no answer in time is
+//! sent to the base address again: a fallback server that dies silently
+//! (its node's link down) does not hold a read for the whole wait.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -68,6 +71,12 @@ impl Config {
         self
     }
 }
+
+/// The longest wait of a blocking read sent to a fallback (and the slack
+/// on top of it): see `get_opt`. Measured: a read parked at a fallback
+/// whose node then died (link down) held a route back 8.4 s after the new
+/// leader.
+const FALLBACK_WAIT: Duration = Duration::from_secs(1);
 
 /// Parses one Consul address into a base URL ending in `/`.
 fn base_url(address: &str) -> Result<Url, Error> {
@@ -165,17 +174,27 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        timeout: Duration,
-        build: impl Fn(RequestBuilder) -> RequestBuilder,
+        timeout: impl Fn(bool) -> Duration,
+        build: impl Fn(RequestBuilder, bool) -> RequestBuilder,
         allow: &[StatusCode],
     ) -> Result<reqwest::Response, Error> {
         let endpoint = format!("{method} /{path}");
         let idempotent = method == Method::GET;
         let mut tried = 0;
+        let mut restarted = false;
         let resp = loop {
-            let req = build(self.request(&self.bases[tried], method.clone(), path, timeout)?);
+            let fallback = tried > 0;
+            let req = build(self.request(&self.bases[tried], method.clone(), path, timeout(fallback))?, fallback);
             match req.send().await {
                 Ok(resp) => break resp,
+                // A short read at a fallback that got no answer: that server
+                // died silently; start over at the base address, which may
+                // be back.
+                Err(source) if fallback && idempotent && source.is_timeout() && !restarted => {
+                    tracing::debug!(address = %self.bases[tried], %endpoint, "no answer from the fallback; asking the base address again");
+                    tried = 0;
+                    restarted = true;
+                }
                 Err(source)
                     if tried + 1 < self.bases.len()
                         && self.armed.load(Ordering::Relaxed)
@@ -216,10 +235,18 @@ impl Client {
         opts: &QueryOptions,
     ) -> Result<Response<Option<T>>, Error> {
         let endpoint = format!("GET /{path}");
-        let params = opts.params();
-        let timeout = opts.request_timeout(self.request_timeout);
-        let resp =
-            self.send(Method::GET, path, timeout, |r| r.query(&params).query(extra), &[StatusCode::NOT_FOUND]).await?;
+        // At a fallback a blocking read waits at most FALLBACK_WAIT, so it
+        // returns to the base address soon after that answers again, and a
+        // fallback that dies silently holds it ~2 s, not the full wait.
+        let short = QueryOptions { wait: opts.wait.map(|w| w.min(FALLBACK_WAIT)), ..opts.clone() };
+        let pick = |fallback: bool| if fallback { &short } else { opts };
+        let (params, short_params) = (opts.params(), short.params());
+        let timeout = |fallback: bool| {
+            pick(fallback).request_timeout(if fallback { FALLBACK_WAIT } else { self.request_timeout })
+        };
+        let build =
+            |r: RequestBuilder, fallback: bool| r.query(if fallback { &short_params } else { &params }).query(extra);
+        let resp = self.send(Method::GET, path, timeout, build, &[StatusCode::NOT_FOUND]).await?;
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let index = header("X-Consul-Index").and_then(|v| v.parse().ok()).unwrap_or(0);
         let known_leader = header("X-Consul-KnownLeader").is_none_or(|v| v == "true");
@@ -257,14 +284,14 @@ impl Client {
         body: Option<&B>,
     ) -> Result<String, Error> {
         let endpoint = format!("PUT /{path}");
-        let build = |r: RequestBuilder| {
+        let build = |r: RequestBuilder, _| {
             let r = r.query(query);
             match body {
                 Some(b) => r.json(b),
                 None => r,
             }
         };
-        let resp = self.send(Method::PUT, path, self.request_timeout, build, &[]).await?;
+        let resp = self.send(Method::PUT, path, |_| self.request_timeout, build, &[]).await?;
         resp.text().await.map_err(|source| Error::Transport { endpoint, source })
     }
 
@@ -272,13 +299,14 @@ impl Client {
     /// `acquire`, `release`).
     pub(crate) async fn put_raw(&self, path: &str, query: &[(&str, String)], body: Vec<u8>) -> Result<String, Error> {
         let endpoint = format!("PUT /{path}");
-        let resp =
-            self.send(Method::PUT, path, self.request_timeout, |r| r.query(query).body(body.clone()), &[]).await?;
+        let resp = self
+            .send(Method::PUT, path, |_| self.request_timeout, |r, _| r.query(query).body(body.clone()), &[])
+            .await?;
         resp.text().await.map_err(|source| Error::Transport { endpoint, source })
     }
 
     pub(crate) async fn delete(&self, path: &str, query: &[(&str, String)]) -> Result<(), Error> {
-        self.send(Method::DELETE, path, self.request_timeout, |r| r.query(query), &[]).await?;
+        self.send(Method::DELETE, path, |_| self.request_timeout, |r, _| r.query(query), &[]).await?;
         Ok(())
     }
 

@@ -316,6 +316,13 @@ async fn requests_fall_back_while_the_agent_is_dead_and_return_when_it_answers()
     assert_eq!(value(&r), Some(format!("from b {n}")));
     assert_eq!(c.answering().as_str(), format!("{}/", b.http_addr()));
 
+    // At a fallback a blocking read waits about a second, not its 30 s, so
+    // it comes back to the base address soon after that one returns.
+    let t = Instant::now();
+    let again = c.kv_get("k", &QueryOptions::stale_blocking(r.index, Duration::from_secs(30))).await.expect("fallback");
+    assert!(t.elapsed() < Duration::from_secs(3), "a read at a fallback waits ~1 s: {:?}", t.elapsed());
+    assert_eq!(again.index, r.index, "nothing changed");
+
     // Refused: reads and writes go to the fallback.
     assert!(c.kv_put("w", "written").await.expect("write through the fallback"));
     let w = b.client().kv_get("w", &QueryOptions::default()).await.expect("read b");
