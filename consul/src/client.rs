@@ -73,9 +73,9 @@ impl Config {
 }
 
 /// The longest wait of a blocking read sent to a fallback (and the slack
-/// on top of it): see `get_opt`. Measured: a read parked at a fallback
-/// whose node then died (link down) held a route back 8.4 s after the new
-/// leader.
+/// on top of it): see `get_opt`. A read parked at a fallback for the whole
+/// wait would hang there if that server's node died silently (link down),
+/// until the request timed out.
 const FALLBACK_WAIT: Duration = Duration::from_secs(1);
 
 /// Parses one Consul address into a base URL ending in `/`.

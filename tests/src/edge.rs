@@ -217,6 +217,14 @@ impl EdgeCluster {
             .collect()
     }
 
+    /// Whether node `i`'s own Consul server names a leader (it has joined
+    /// the raft and heard from the leader since it started).
+    pub fn knows_leader(&self, i: usize) -> bool {
+        let ns = &self.topo.nodes[i];
+        http_in(ns, Ipv4Addr::LOCALHOST, CONSUL_HTTP, "GET", "/v1/status/leader", "", ADMIN_TIMEOUT)
+            .is_some_and(|(s, b)| s == 200 && serde_json::from_str::<String>(&b).is_ok_and(|l| !l.is_empty()))
+    }
+
     /// The raft leader as node index, asked of every live server.
     pub fn leader(&self) -> Option<usize> {
         self.leaders_seen()
