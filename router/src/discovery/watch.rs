@@ -69,6 +69,17 @@ const STALE_RECHECK: Duration = Duration::from_secs(1);
 /// reaches the new leader once one is elected.
 const FIRST_READ_LIMIT: Duration = Duration::from_secs(3);
 
+/// How long one read may take before the watch gives up on it: a read from
+/// index 0 does not block ([`FIRST_READ_LIMIT`]); a blocking read gets
+/// twice its wait, and never less than the wait plus [`FIRST_READ_LIMIT`]:
+/// with the 1 s wait of a stale re-check, twice the wait left no room for a
+/// read moved to a fallback server and answered after its own wait there
+/// (measured: "no answer within 2s" failed `/health/consul` and moved the
+/// VIP during a leader kill).
+fn read_limit(index: u64, wait: Duration) -> Duration {
+    if index == 0 { (wait * 2).min(FIRST_READ_LIMIT) } else { (wait * 2).max(wait + FIRST_READ_LIMIT) }
+}
+
 /// Whether a failed read only says that the answering server has no leader
 /// to forward it to (see the module doc).
 pub fn leader_unavailable(error: &consul::Error) -> bool {
@@ -129,7 +140,7 @@ pub async fn run<T, E, F, Fut>(
     let mut stale = false;
     loop {
         let wait = if stale { timing.wait.min(STALE_RECHECK) } else { timing.wait };
-        let limit = if index.get() == 0 { (wait * 2).min(FIRST_READ_LIMIT) } else { wait * 2 };
+        let limit = read_limit(index.get(), wait);
         let opts = read_options(index.get(), wait);
         // Errors carry whether they only mean "no leader" (module doc).
         let outcome = tokio::select! {
@@ -331,7 +342,16 @@ mod tests {
         task.abort();
     }
 
-    #[tokio::test]
+    #[test]
+    fn a_blocking_read_gets_twice_its_wait_with_room_for_a_short_one() {
+        let s = Duration::from_secs;
+        assert_eq!(read_limit(0, s(60)), FIRST_READ_LIMIT);
+        assert_eq!(read_limit(0, Duration::from_millis(500)), s(1));
+        assert_eq!(read_limit(7, s(60)), s(120));
+        assert_eq!(read_limit(7, s(1)), s(1) + FIRST_READ_LIMIT);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_hung_read_is_abandoned_and_retried() {
         let shared = Shared::new();
         let (mut rx, _sent, task) =
