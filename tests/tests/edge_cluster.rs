@@ -127,30 +127,32 @@ fn kill_leaders_until_node_0_leads(c: &mut EdgeCluster, poller: &Poller, round: 
         }
         *round += 1;
         assert!(*round <= 10, "node 0 never became the leader");
-        let t0 = Instant::now();
-        c.kill_consul(leader);
-        let via = (0..EDGE).find(|i| *i != leader).unwrap_or(0);
-        let (elected, routed) = register_during_election(c, via, leader, &format!("late{round}"));
-        std::thread::sleep(SETTLE);
-        let w = window(poller, t0);
-        report("consul leader killed (not the VIP holder)", &w, t0, Duration::ZERO);
-        report_routed("registered during the election", routed - elected);
-        assert_eq!(
-            w.failed(),
-            0,
-            "requests failed while the Consul leader was replaced (gap {:?}):\n{}",
-            w.gap(),
-            c.events()
-        );
-        assert!(
-            routed - elected <= Duration::from_secs(2),
-            "routed {:?} after the new leader:\n{}",
-            routed - elected,
-            c.events()
-        );
-        c.start_consul(leader).expect("consul restarts");
+        kill_leaders_consul(c, poller, leader, &format!("late{round}"), "consul leader killed (not the VIP holder)");
         wait_whole(c, leader);
     }
+}
+
+/// Kills the Consul server of node `leader` (the raft leader; its router and
+/// vipd keep running), registers `id` during the election, and checks that
+/// no request failed and that `id` was routed within 2 s of the new leader;
+/// then starts that Consul again.
+fn kill_leaders_consul(c: &mut EdgeCluster, poller: &Poller, leader: usize, id: &str, name: &str) {
+    let t0 = Instant::now();
+    c.kill_consul(leader);
+    let via = (0..EDGE).find(|i| *i != leader).unwrap_or(0);
+    let (elected, routed) = register_during_election(c, via, leader, id);
+    std::thread::sleep(SETTLE);
+    let w = window(poller, t0);
+    report(name, &w, t0, Duration::ZERO);
+    report_routed("registered during that election", routed - elected);
+    assert_eq!(w.failed(), 0, "{name}: requests failed (gap {:?}):\n{}", w.gap(), c.events());
+    assert!(
+        routed - elected <= Duration::from_secs(2),
+        "routed {:?} after the new leader:\n{}",
+        routed - elected,
+        c.events()
+    );
+    c.start_consul(leader).expect("consul restarts");
 }
 
 #[test]
@@ -170,28 +172,8 @@ fn the_edge_keeps_serving_through_consul_leader_loss_node_and_router_death() {
 
     // 2. The raft leader's Consul is killed on the VIP holder; its router
     //    reads from the other servers, so the VIP does not move.
-    let t0 = Instant::now();
-    c.kill_consul(0);
-    let (elected, routed) = register_during_election(&c, 1, 0, "late-holder");
-    std::thread::sleep(SETTLE);
-    let w = window(&poller, t0);
-    report("consul leader killed on the VIP holder", &w, t0, Duration::ZERO);
-    report_routed("registered during that election", routed - elected);
-    assert_eq!(
-        w.failed(),
-        0,
-        "requests failed while the VIP holder's Consul leader was replaced (gap {:?}):\n{}",
-        w.gap(),
-        c.events()
-    );
-    assert!(
-        routed - elected <= Duration::from_secs(2),
-        "routed {:?} after the new leader:\n{}",
-        routed - elected,
-        c.events()
-    );
+    kill_leaders_consul(&mut c, &poller, 0, "late-holder", "consul leader killed on the VIP holder");
     assert_eq!(c.holders(), vec![0], "the VIP stayed on node 0");
-    c.start_consul(0).expect("consul restarts");
     wait_whole(&c, 0);
     kill_leaders_until_node_0_leads(&mut c, &poller, &mut round);
 
