@@ -156,6 +156,7 @@ fn kill_leaders_consul(c: &mut EdgeCluster, poller: &Poller, leader: usize, id: 
 }
 
 #[test]
+#[ignore = "flaky in CI (issue 10, open): run with --run-ignored only"]
 fn the_edge_keeps_serving_through_consul_leader_loss_node_and_router_death() {
     let mut c = EdgeCluster::start().expect("the edge cluster starts");
     c.wait_holder(0, CONVERGE).expect("node 0 (priority 150) holds the VIP");

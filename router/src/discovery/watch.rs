@@ -27,7 +27,7 @@
 //!   about a second ([`super::probe`]); every watch then abandons its read.
 //! - A read the server could not get a leader to answer (a 500 "No cluster
 //!   leader" or "rpc error ...", or a read from index 0 held past
-//!   [`FIRST_READ_LIMIT`] or the client's own time limit) is an election, not this node cut off: it is
+//!   [`FIRST_READ_LIMIT`]) is an election, not this node cut off: it is
 //!   counted and retried within [`STALE_RECHECK`], but does not mark the
 //!   watch failing. How long no leader was seen (`--consul-max-stale`)
 //!   judges it, the same on every node. Marked failing, it failed
@@ -85,16 +85,6 @@ fn read_limit(index: u64, wait: Duration) -> Duration {
 pub fn leader_unavailable(error: &consul::Error) -> bool {
     matches!(error, consul::Error::Status { status: 500, body, .. }
         if body.contains("No cluster leader") || body.starts_with("rpc error"))
-}
-
-/// Whether a failed read only means "no leader right now" (module doc): the
-/// server said so, or a read from index 0 (which the server forwards to the
-/// leader, and holds while there is none) got no answer in time, whether
-/// the watch's own limit or the client's ran out first (the client's is
-/// shorter at a fallback server: its 1 s wait plus 1 s, which is how
-/// `/health/consul` still dropped on the node whose own server died).
-pub fn election(error: &consul::Error, index: u64) -> bool {
-    leader_unavailable(error) || (index == 0 && error.is_timeout())
 }
 
 /// A read from index 0 goes to the leader; a blocking read after it is stale.
@@ -159,7 +149,7 @@ pub async fn run<T, E, F, Fut>(
                     format!("no answer within {}; restarting the watch", humantime::format_duration(limit)),
                     index.get() == 0,
                 )),
-                Ok(r) => r.map_err(|e| (e.to_string(), election(&e, index.get()))),
+                Ok(r) => r.map_err(|e| (e.to_string(), leader_unavailable(&e))),
             },
             changed = lost.changed() => {
                 if changed.is_err() {
@@ -447,31 +437,6 @@ mod tests {
         assert!(!leader_unavailable(&status(500, "internal error")));
         assert!(!leader_unavailable(&status(403, "ACL not found")));
         assert!(!leader_unavailable(&status(503, "No cluster leader")));
-    }
-
-    /// A read from index 0 that times out at the client (a server holding
-    /// it for a leader) is an election; a timed-out blocking read, or a
-    /// refused connection, is not.
-    #[tokio::test]
-    async fn a_first_read_held_past_the_clients_limit_is_an_election() {
-        // Accepts connections (the kernel's backlog) and never answers.
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = silent.local_addr().expect("addr");
-        let config = consul::Config {
-            request_timeout: Duration::from_millis(200),
-            ..consul::Config::new(format!("http://{addr}"))
-        };
-        let client = consul::Client::with_config(config).expect("client");
-        let held = client.catalog_nodes(&QueryOptions::default()).await.expect_err("no answer");
-        assert!(held.is_timeout(), "{held}");
-        assert!(election(&held, 0));
-        assert!(!election(&held, 7), "a blocking read's timeout is not one");
-        drop(silent);
-        let refused = client.catalog_nodes(&QueryOptions::default()).await.expect_err("refused");
-        assert!(!refused.is_timeout() && !election(&refused, 0), "{refused}");
-        let status =
-            consul::Error::Status { endpoint: "GET /v1/x".into(), status: 500, body: "No cluster leader".into() };
-        assert!(election(&status, 7));
     }
 
     #[test]
