@@ -53,4 +53,11 @@ impl Error {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, Error::Transport { .. })
     }
+
+    /// True when the request got no answer within its time limit (the
+    /// connection was made, or is still being made), as opposed to refused
+    /// or broken.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Transport { source, .. } if source.is_timeout())
+    }
 }

@@ -357,6 +357,18 @@ impl EdgeCluster {
 }
 
 impl EdgeCluster {
+    /// Every live router's log lines that contain one of `needles` (the
+    /// last 60 of each), for a failure report.
+    pub fn router_lines(&self, needles: &[&str]) -> String {
+        (0..EDGE)
+            .filter_map(|i| {
+                let logs = self.nodes[i].router.as_ref()?.logs();
+                let lines: Vec<&str> = logs.lines().filter(|l| needles.iter().any(|n| l.contains(n))).collect();
+                Some(format!("---- n{i} router ----\n{}\n", lines[lines.len().saturating_sub(60)..].join("\n")))
+            })
+            .collect()
+    }
+
     /// What a failed assertion about requests needs: every live node's
     /// vipd transitions and check verdicts and its router's warnings, last
     /// lines first kept.

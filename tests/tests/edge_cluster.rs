@@ -112,7 +112,15 @@ fn register_during_election(c: &EdgeCluster, via: usize, killed: usize, id: &str
         let routed = integration_tests::wait::poll(Duration::from_secs(30), || {
             c.client_get(&host, "/name").map(|_| Instant::now())
         });
-        (elected, routed.unwrap_or_else(|| panic!("{host} never routed")))
+        let routed = routed.unwrap_or_else(|| {
+            panic!(
+                "{host} never routed; leaders seen {:?}; holders {:?}\n{}",
+                c.leaders_seen(),
+                c.holders(),
+                c.router_lines(&[id, "WARN", "leader", "answers"])
+            )
+        });
+        (elected, routed)
     })
 }
 

@@ -19,6 +19,15 @@
 //!   error either: the index is kept and the read repeated with a short wait,
 //!   so the first change after an election is delivered as the local server
 //!   applies it.
+//! - An answer whose index is below the one held comes from a server that
+//!   is behind the one that gave that index (a restarted server still
+//!   catching up, reached as a fallback or as the local agent): it is not
+//!   delivered, and the read is sent again from index 0, which the leader
+//!   answers. Delivered, it replaced the table with an older one (measured:
+//!   404s for 3.4 s on the VIP holder whose own server, the leader, was
+//!   killed, while a fallback that had restarted seconds before answered).
+//!   A cluster rebuilt with a lower index is still followed: the leader's
+//!   answer from index 0 is taken whatever its index.
 //! - Unreachable, an error status, or no answer within twice the wait: count
 //!   the error, back off (doubling, jitter inside the cap, reset by the first
 //!   answer) and read again from index 0, so a restarted Consul with a lower
@@ -27,7 +36,7 @@
 //!   about a second ([`super::probe`]); every watch then abandons its read.
 //! - A read the server could not get a leader to answer (a 500 "No cluster
 //!   leader" or "rpc error ...", or a read from index 0 held past
-//!   [`FIRST_READ_LIMIT`]) is an election, not this node cut off: it is
+//!   [`FIRST_READ_LIMIT`] or the client's own time limit) is an election, not this node cut off: it is
 //!   counted and retried within [`STALE_RECHECK`], but does not mark the
 //!   watch failing. How long no leader was seen (`--consul-max-stale`)
 //!   judges it, the same on every node. Marked failing, it failed
@@ -85,6 +94,16 @@ fn read_limit(index: u64, wait: Duration) -> Duration {
 pub fn leader_unavailable(error: &consul::Error) -> bool {
     matches!(error, consul::Error::Status { status: 500, body, .. }
         if body.contains("No cluster leader") || body.starts_with("rpc error"))
+}
+
+/// Whether a failed read only means "no leader right now" (module doc): the
+/// server said so, or a read from index 0 (which the server forwards to the
+/// leader, and holds while there is none) got no answer in time, whether
+/// the watch's own limit or the client's ran out first (the client's is
+/// shorter at a fallback server: its 1 s wait plus 1 s, which is how
+/// `/health/consul` still dropped on the node whose own server died).
+pub fn election(error: &consul::Error, index: u64) -> bool {
+    leader_unavailable(error) || (index == 0 && error.is_timeout())
 }
 
 /// A read from index 0 goes to the leader; a blocking read after it is stale.
@@ -149,7 +168,7 @@ pub async fn run<T, E, F, Fut>(
                     format!("no answer within {}; restarting the watch", humantime::format_duration(limit)),
                     index.get() == 0,
                 )),
-                Ok(r) => r.map_err(|e| (e.to_string(), leader_unavailable(&e))),
+                Ok(r) => r.map_err(|e| (e.to_string(), election(&e, index.get()))),
             },
             changed = lost.changed() => {
                 if changed.is_err() {
@@ -182,6 +201,14 @@ pub async fn run<T, E, F, Fut>(
                 if stale {
                     tracing::info!(watch = %name, "Consul has a leader again");
                     stale = false;
+                }
+                if r.index < index.get() {
+                    tracing::warn!(
+                        watch = %name, held = index.get(), answered = r.index,
+                        "a Consul server answered with an older state than the one held; asking the leader"
+                    );
+                    index.reset();
+                    continue;
                 }
                 if index.advance(r.index) {
                     tracing::trace!(watch = %name, index = r.index, "changed");
@@ -326,6 +353,38 @@ mod tests {
         task.abort();
     }
 
+    /// A server behind the one that gave the held index (a restarted one
+    /// catching up) answers with an older state: not delivered, not an
+    /// error, and the next read goes to the leader from index 0.
+    #[tokio::test]
+    async fn an_answer_older_than_the_held_index_is_not_delivered() {
+        let shared = Shared::new();
+        let script =
+            vec![Answer::Value("a", 9), Answer::Value("old", 4), Answer::Value("a", 9), Answer::Value("b", 12)];
+        let (mut rx, sent, task) = start(shared.clone(), Duration::from_millis(10), script);
+        assert_eq!(rx.recv().await, Some(("a", 9)));
+        assert_eq!(rx.recv().await, Some(("a", 9)), "the leader's answer from index 0, not the older state");
+        assert_eq!(rx.recv().await, Some(("b", 12)));
+        assert_eq!(indexes(&sent)[..4], [0, 9, 0, 9]);
+        assert!(!sent.lock().unwrap()[2].stale, "the re-read goes to the leader");
+        assert_eq!(shared.status.errors(), 0);
+        assert_eq!(shared.status.failing(), 0);
+        task.abort();
+    }
+
+    /// A cluster rebuilt with a lower index (a new data directory) is
+    /// followed: the leader's answer from index 0 is taken.
+    #[tokio::test]
+    async fn a_rebuilt_cluster_with_a_lower_index_is_followed() {
+        let shared = Shared::new();
+        let script = vec![Answer::Value("a", 900), Answer::Value("new", 4), Answer::Value("new", 4)];
+        let (mut rx, sent, task) = start(shared.clone(), Duration::from_millis(10), script);
+        assert_eq!(rx.recv().await, Some(("a", 900)));
+        assert_eq!(rx.recv().await, Some(("new", 4)));
+        assert_eq!(indexes(&sent)[..4], [0, 900, 0, 4]);
+        task.abort();
+    }
+
     /// A first read forwarded to a vanished leader is given up after
     /// FIRST_READ_LIMIT, not after twice a long wait (virtual time).
     #[tokio::test(start_paused = true)]
@@ -437,6 +496,31 @@ mod tests {
         assert!(!leader_unavailable(&status(500, "internal error")));
         assert!(!leader_unavailable(&status(403, "ACL not found")));
         assert!(!leader_unavailable(&status(503, "No cluster leader")));
+    }
+
+    /// A read from index 0 that times out at the client (a server holding
+    /// it for a leader) is an election; a timed-out blocking read, or a
+    /// refused connection, is not.
+    #[tokio::test]
+    async fn a_first_read_held_past_the_clients_limit_is_an_election() {
+        // Accepts connections (the kernel's backlog) and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        let config = consul::Config {
+            request_timeout: Duration::from_millis(200),
+            ..consul::Config::new(format!("http://{addr}"))
+        };
+        let client = consul::Client::with_config(config).expect("client");
+        let held = client.catalog_nodes(&QueryOptions::default()).await.expect_err("no answer");
+        assert!(held.is_timeout(), "{held}");
+        assert!(election(&held, 0));
+        assert!(!election(&held, 7), "a blocking read's timeout is not one");
+        drop(silent);
+        let refused = client.catalog_nodes(&QueryOptions::default()).await.expect_err("refused");
+        assert!(!refused.is_timeout() && !election(&refused, 0), "{refused}");
+        let status =
+            consul::Error::Status { endpoint: "GET /v1/x".into(), status: 500, body: "No cluster leader".into() };
+        assert!(election(&status, 7));
     }
 
     #[test]
