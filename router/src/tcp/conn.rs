@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use router::proxy_protocol;
 use router::routes::tcp::TcpStats;
 use router::routes::{Target, TcpRoute};
@@ -27,6 +26,7 @@ use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
 use super::Tcp;
+use super::buf::Buf;
 
 /// Copy buffer per direction to start with: HAProxy's size. Most relayed
 /// connections are short or mostly idle (an API server's watches), so a
@@ -34,7 +34,7 @@ use super::Tcp;
 /// allocates less. Read into without zeroing it first (`read_buf` fills
 /// spare capacity): zeroing the buffers for every connection was once the
 /// router's largest own cost per new connection.
-const BUF_START: usize = 16 * 1024;
+pub(super) const BUF_START: usize = 16 * 1024;
 /// A direction whose read filled its whole buffer (a bulk transfer) grows
 /// its buffer to this, once: fewer, larger reads and writes.
 const BUF_BULK: usize = 64 * 1024;
@@ -225,10 +225,10 @@ async fn copy(
     ended: &AtomicBool,
     mut refuse_proxy_header: bool,
 ) -> io::Result<()> {
-    let mut buf = BytesMut::with_capacity(BUF_START);
+    let mut buf = Buf::take();
     loop {
         // Appends after any bytes held back below.
-        let n = r.read_buf(&mut buf).await?;
+        let n = r.read_buf(&mut *buf).await?;
         clock.touch();
         let filled = n > 0 && buf.len() == buf.capacity();
         if n > 0 && refuse_proxy_header {
