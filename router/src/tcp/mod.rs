@@ -14,6 +14,7 @@
 //! still open then are closed with the process.
 
 pub mod accept;
+mod buf;
 mod conn;
 
 use std::collections::{BTreeMap, BTreeSet};
