@@ -225,25 +225,33 @@ impl EdgeCluster {
             .is_some_and(|(s, b)| s == 200 && serde_json::from_str::<String>(&b).is_ok_and(|l| !l.is_empty()))
     }
 
-    /// Whether node `i`'s own Consul server has had a successful exchange
-    /// with a leader since it started (or leads): raft's `last_contact` in
-    /// `/v1/agent/self` is "never" until then. Naming a leader is not
-    /// enough: a restarted follower learns the leader from the first
-    /// append it rejects while its log is behind, and until one succeeds
-    /// Consul forwards even `stale` reads to that leader. Killed then, the
-    /// leader took every read of that node's router with it for 10 s
-    /// (Consul's dial timeout): a route 6.2 s late, once a 7.2 s outage.
-    pub fn in_contact(&self, i: usize) -> bool {
+    /// Node `i`'s raft statistics (`Stats.raft` of `/v1/agent/self`).
+    fn raft_stats(&self, i: usize) -> Option<serde_json::Value> {
         let ns = &self.topo.nodes[i];
-        let Some((200, body)) =
-            http_in(ns, Ipv4Addr::LOCALHOST, CONSUL_HTTP, "GET", "/v1/agent/self", "", ADMIN_TIMEOUT)
-        else {
-            return false;
-        };
-        let raft = serde_json::from_str::<serde_json::Value>(&body).ok().map(|v| v["Stats"]["raft"].clone());
-        raft.is_some_and(|r| {
-            r["state"] == "Leader" || r["last_contact"].as_str().is_some_and(|c| !c.is_empty() && c != "never")
-        })
+        let (status, body) = http_in(ns, Ipv4Addr::LOCALHOST, CONSUL_HTTP, "GET", "/v1/agent/self", "", ADMIN_TIMEOUT)?;
+        let v = serde_json::from_str::<serde_json::Value>(&body).ok().filter(|_| status == 200)?;
+        Some(v["Stats"]["raft"].clone())
+    }
+
+    /// Whether node `i`'s own Consul server has caught up with the leader:
+    /// it leads, or it has heard from the leader (raft `last_contact` is not
+    /// "never") and has applied everything the leader had committed when
+    /// asked. Naming the leader is not enough: a restarted follower learns
+    /// the leader from the first append it rejects while its log is behind.
+    /// Killed then, the leader left that server serving an older state (or
+    /// forwarding reads to the dead leader) until the new leader caught it
+    /// up, and its router's reads with it: a route 6.2 s late or never
+    /// within 30 s, once a 7.2 s outage.
+    pub fn caught_up(&self, i: usize) -> bool {
+        let Some(own) = self.raft_stats(i) else { return false };
+        if own["state"] == "Leader" {
+            return true;
+        }
+        let in_contact = own["last_contact"].as_str().is_some_and(|c| !c.is_empty() && c != "never");
+        let number = |v: &serde_json::Value, key: &str| v[key].as_str().and_then(|n| n.parse::<u64>().ok());
+        let Some(leader) = self.leader().filter(|l| *l != i) else { return false };
+        let Some(committed) = self.raft_stats(leader).and_then(|l| number(&l, "commit_index")) else { return false };
+        in_contact && number(&own, "applied_index").is_some_and(|applied| applied >= committed)
     }
 
     /// The raft leader as node index, asked of every live server.

@@ -59,12 +59,12 @@ fn report_routed(name: &str, routed: Duration) {
 /// before its own has joined, and a server restarted seconds before the
 /// next leader death holds reads until Consul's `rpc_hold_timeout` (7 s):
 /// routes 8.4-9.1 s late in 3 runs before this wait. Naming the leader is
-/// not enough either: the server must have had an append accepted
-/// ([`EdgeCluster::in_contact`]), or its router's reads are forwarded to a
-/// leader about to die.
+/// not enough either: the server must have caught up with the leader's log
+/// ([`EdgeCluster::caught_up`]), or the next fault leaves it serving an
+/// older state to its router.
 fn wait_whole(c: &EdgeCluster, i: usize) {
     let ok = integration_tests::wait::poll(CONVERGE, || {
-        (c.knows_leader(i) && c.in_contact(i)).then_some(())?;
+        (c.knows_leader(i) && c.caught_up(i)).then_some(())?;
         let consul = c.router_admin(i, "/health/consul").filter(|(s, _)| *s == 200)?;
         let vipd = c.vipd_status(i).filter(|s| s["priority"] == u64::from(PRIORITIES[i]))?;
         Some((consul, vipd))

@@ -58,11 +58,18 @@ struct Adapters {
     link: Link,
     socket: VrrpSocket,
     garp: Garp,
+    /// The gratuitous ARP burst under way, aborted when the VIP is given
+    /// up: a node that was master for a moment (two nodes starting
+    /// together, a returning node preempting) kept sending the rest of its
+    /// burst after it stepped down, later than the new master's answer, and
+    /// clients sent to its MAC until their ARP entry was probed again
+    /// (measured: 789 requests failed over 7.9 s in the edge cluster test).
+    garp_burst: Option<tokio::task::AbortHandle>,
 }
 
 impl Adapters {
     /// Carries the actions out in order; returns how many adverts went out.
-    async fn carry_out(&self, actions: Vec<Action>) -> u64 {
+    async fn carry_out(&mut self, actions: Vec<Action>) -> u64 {
         let mut sent = 0;
         for action in actions {
             match action {
@@ -81,13 +88,23 @@ impl Adapters {
                     Ok(added) => tracing::info!(vip = %self.vip.addr, interface = %self.link.name, added, "VIP held"),
                     Err(error) => tracing::error!(vip = %self.vip.addr, %error, "could not add the VIP"),
                 },
-                Action::RemoveVip => match self.link.remove(&self.vip).await {
-                    Ok(removed) => {
-                        tracing::info!(vip = %self.vip.addr, interface = %self.link.name, removed, "VIP released")
+                Action::RemoveVip => {
+                    // A node giving the VIP up stops announcing it at once.
+                    if let Some(burst) = self.garp_burst.take() {
+                        burst.abort();
                     }
-                    Err(error) => tracing::error!(vip = %self.vip.addr, %error, "could not remove the VIP"),
-                },
-                Action::SendGratuitousArp => self.garp.burst(self.vip_v4),
+                    match self.link.remove(&self.vip).await {
+                        Ok(removed) => {
+                            tracing::info!(vip = %self.vip.addr, interface = %self.link.name, removed, "VIP released")
+                        }
+                        Err(error) => tracing::error!(vip = %self.vip.addr, %error, "could not remove the VIP"),
+                    }
+                }
+                Action::SendGratuitousArp => {
+                    if let Some(previous) = self.garp_burst.replace(self.garp.burst(self.vip_v4)) {
+                        previous.abort();
+                    }
+                }
             }
         }
         sent
@@ -158,7 +175,8 @@ pub async fn run(cli: Cli, mut stop: StopWatch) -> Result<(), DaemonError> {
     }));
     let mut admin_task = tokio::spawn(admin::serve(admin_listener, shared.clone()));
     let mut inbox = Inbox::new(cli.vrid, vip.addr, IpAddr::V4(link.primary));
-    let adapters = Adapters { vrid: cli.vrid, vip, vip_v4, interval: cli.advert_interval, link, socket, garp };
+    let adapters =
+        Adapters { vrid: cli.vrid, vip, vip_v4, interval: cli.advert_interval, link, socket, garp, garp_burst: None };
     let mut lp = Loop { machine, adapters, origin: Instant::now(), shared };
     let mut checks = checks;
     let mut buf = vec![0u8; 2048];

@@ -61,10 +61,11 @@ impl Garp {
     }
 
     /// Sends a burst in the background; errors are logged, not fatal: the
-    /// adverts still go out and the next burst may succeed.
-    pub fn burst(&self, vip: Ipv4Addr) {
+    /// adverts still go out and the next burst may succeed. The caller
+    /// aborts the burst when the node gives the VIP up (see `daemon.rs`).
+    pub fn burst(&self, vip: Ipv4Addr) -> tokio::task::AbortHandle {
         let this = self.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             for i in 0..BURST {
                 if i > 0 {
                     tokio::time::sleep(SPACING).await;
@@ -75,5 +76,6 @@ impl Garp {
                 }
             }
         });
+        task.abort_handle()
     }
 }
