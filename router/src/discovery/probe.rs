@@ -4,7 +4,9 @@
 //! the agent stopped answering (a hung or stopped process keeps its
 //! connections open; nothing else would notice before twice the wait). After
 //! [`MISSES`] misses in a row the agent counts as unreachable and every watch
-//! abandons its read; a non-empty leader counts as a leader seen.
+//! abandons its read; a non-empty leader counts as a leader seen. When the
+//! leader it names is replaced or gone ([`leader_lost`]), every watch sends
+//! its blocking read again (watch.rs).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,19 +32,31 @@ impl Misses {
     }
 }
 
+/// Whether the agent's answer `now` means the leader it named before
+/// (`before`, "" for none) is no longer the leader; pure.
+fn leader_lost(before: &str, now: &str) -> bool {
+    !before.is_empty() && before != now
+}
+
 /// Runs until the process ends.
 pub async fn run(client: consul::Client, shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut misses = Misses::default();
+    let mut leader = String::new();
     loop {
         tick.tick().await;
         let answer = tokio::time::timeout(INTERVAL, client.leader()).await;
         let answered = match &answer {
-            Ok(Ok(leader)) => {
-                if !leader.is_empty() {
+            Ok(Ok(now)) => {
+                if !now.is_empty() {
                     shared.status.saw_leader();
                 }
+                if leader_lost(&leader, now) {
+                    tracing::info!(was = %leader, now = %now, "the Consul leader changed; blocking reads sent again");
+                    shared.status.lose_leader();
+                }
+                leader.clone_from(now);
                 true
             }
             Ok(Err(error)) => {
@@ -69,6 +83,15 @@ pub async fn run(client: consul::Client, shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leader_replaced_or_gone_is_lost_a_first_or_same_one_is_not() {
+        assert!(leader_lost("10.0.0.1:8300", ""), "an election began");
+        assert!(leader_lost("10.0.0.1:8300", "10.0.0.2:8300"), "missed the election: replaced");
+        assert!(!leader_lost("", "10.0.0.2:8300"), "a new leader after none: nothing parked at it");
+        assert!(!leader_lost("10.0.0.1:8300", "10.0.0.1:8300"));
+        assert!(!leader_lost("", ""));
+    }
 
     #[test]
     fn unreachable_after_misses_in_a_row_and_back_on_the_first_answer() {

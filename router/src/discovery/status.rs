@@ -73,6 +73,11 @@ pub struct Status {
     /// their in-flight blocking reads, which could otherwise hang until
     /// twice `--consul-wait`.
     lost: watch::Sender<u64>,
+    /// Bumped when the probe sees the leader it last saw replaced (or gone):
+    /// watches abandon their in-flight blocking reads and send them again,
+    /// because a read the agent forwarded to that leader stays parked there
+    /// (see `watch.rs`).
+    leader_lost: watch::Sender<u64>,
 }
 
 impl Default for Status {
@@ -86,6 +91,7 @@ impl Default for Status {
             leader_seen_unix_ms: AtomicU64::new(0),
             last_contact_ms: AtomicU64::new(0),
             lost: watch::Sender::new(0),
+            leader_lost: watch::Sender::new(0),
         }
     }
 }
@@ -137,6 +143,16 @@ impl Status {
     /// Notified each time the agent is found silent.
     pub(crate) fn lost(&self) -> watch::Receiver<u64> {
         self.lost.subscribe()
+    }
+
+    /// Tells every watch that the leader the probe saw is gone.
+    pub(crate) fn lose_leader(&self) {
+        self.leader_lost.send_modify(|n| *n += 1);
+    }
+
+    /// Notified each time the probe sees the leader replaced or gone.
+    pub(crate) fn leader_lost(&self) -> watch::Receiver<u64> {
+        self.leader_lost.subscribe()
     }
 
     /// Records an answer's view of the leader.

@@ -34,6 +34,13 @@
 //!   index is not waited on for a whole wait period.
 //! - A server that stopped answering is found by the liveness probe within
 //!   about a second ([`super::probe`]); every watch then abandons its read.
+//! - When the probe sees the leader replaced or gone, every watch abandons
+//!   its blocking read and sends it again with the same index, not an
+//!   error: a server that restarted moments before and has not yet heard
+//!   from the leader forwards even `stale` reads to it, and a blocking one
+//!   stays parked at the leader for the whole wait. A leader whose node
+//!   died silently kept it there: the VIP holder's router never saw a
+//!   service registered after the election (30 s, then the test gave up).
 //! - A read the server could not get a leader to answer (a 500 "No cluster
 //!   leader" or "rpc error ...", or a read from index 0 held past
 //!   [`FIRST_READ_LIMIT`] or the client's own time limit) is an election, not this node cut off: it is
@@ -156,6 +163,8 @@ pub async fn run<T, E, F, Fut>(
     let mut mark = FailMark { shared: shared.clone(), failing: false };
     let mut lost = shared.status.lost();
     lost.mark_unchanged();
+    let mut leader_lost = shared.status.leader_lost();
+    leader_lost.mark_unchanged();
     let mut stale = false;
     loop {
         let wait = if stale { timing.wait.min(STALE_RECHECK) } else { timing.wait };
@@ -175,6 +184,13 @@ pub async fn run<T, E, F, Fut>(
                     return;
                 }
                 Err(("the Consul agent stopped answering the liveness probe; read abandoned".to_string(), false))
+            }
+            changed = leader_lost.changed(), if index.get() > 0 => {
+                if changed.is_err() {
+                    return;
+                }
+                tracing::debug!(watch = %name, index = index.get(), "the leader changed; blocking read sent again");
+                continue;
             }
         };
         let (error, no_leader) = match outcome {
@@ -382,6 +398,25 @@ mod tests {
         assert_eq!(rx.recv().await, Some(("a", 900)));
         assert_eq!(rx.recv().await, Some(("new", 4)));
         assert_eq!(indexes(&sent)[..4], [0, 900, 0, 4]);
+        task.abort();
+    }
+
+    /// A blocking read parked at a leader that vanished is sent again when
+    /// the probe sees the leader change: same index, not an error.
+    #[tokio::test]
+    async fn a_leader_change_sends_the_blocking_read_again() {
+        let shared = Shared::new();
+        let script = vec![Answer::Value("a", 5), Answer::Hang, Answer::Value("b", 9)];
+        let (mut rx, sent, task) = start(shared.clone(), Duration::from_secs(3600), script);
+        assert_eq!(rx.recv().await, Some(("a", 5)));
+        while sent.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        shared.status.lose_leader();
+        assert_eq!(rx.recv().await, Some(("b", 9)));
+        assert_eq!(indexes(&sent)[..3], [0, 5, 5], "the same blocking read, sent again");
+        assert_eq!(shared.status.errors(), 0);
+        assert_eq!(shared.status.failing(), 0);
         task.abort();
     }
 
