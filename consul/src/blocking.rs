@@ -91,13 +91,28 @@ impl<T> Response<T> {
 }
 
 /// The index to send on the next blocking read, maintained by Consul's rules:
-/// - an index that goes backwards (a snapshot restore, a new leader with
-///   older state) resets the watch to 0, so the next read returns at once and
-///   re-reads everything;
+/// - an index that goes backwards resets the watch to 0, so the next read
+///   returns at once and re-reads everything; the answer that went backwards
+///   is [`Step::Behind`], not data to use: it comes from a server behind the
+///   one that gave the held index (a restarted one still catching up), or
+///   from a cluster rebuilt with a lower index, which the re-read from 0
+///   then follows;
 /// - an index of 0 from Consul is taken as 1, so a read is never sent with
 ///   index 0 by accident, which would turn it into a busy loop.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WatchIndex(u64);
+
+/// What one answer's index means for the data it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The data may have changed (the index moved, or this is the first read).
+    Changed,
+    /// Same index: nothing changed.
+    Unchanged,
+    /// The index went backwards: the watch is reset to 0 and the data is
+    /// older than what the caller holds.
+    Behind,
+}
 
 impl WatchIndex {
     pub fn new() -> Self {
@@ -109,19 +124,15 @@ impl WatchIndex {
         self.0
     }
 
-    /// Take the index of a response; returns true when the data may have
-    /// changed (the index moved, or this is the first read).
-    pub fn advance(&mut self, returned: u64) -> bool {
+    /// Take the index of a response (see [`Step`]).
+    pub fn advance(&mut self, returned: u64) -> Step {
         let prev = self.0;
-        let next = if returned < prev {
-            0
-        } else if returned == 0 {
-            1
-        } else {
-            returned
-        };
-        self.0 = next;
-        prev == 0 || next != prev
+        if returned < prev {
+            self.0 = 0;
+            return Step::Behind;
+        }
+        self.0 = returned.max(1);
+        if prev == 0 || self.0 != prev { Step::Changed } else { Step::Unchanged }
     }
 
     /// Forget the index, so the next read returns at once (after an error).
@@ -138,7 +149,7 @@ mod tests {
     fn first_read_is_a_change() {
         let mut w = WatchIndex::new();
         assert_eq!(w.get(), 0);
-        assert!(w.advance(10));
+        assert_eq!(w.advance(10), Step::Changed);
         assert_eq!(w.get(), 10);
     }
 
@@ -146,7 +157,7 @@ mod tests {
     fn same_index_is_no_change() {
         let mut w = WatchIndex::new();
         w.advance(10);
-        assert!(!w.advance(10));
+        assert_eq!(w.advance(10), Step::Unchanged);
         assert_eq!(w.get(), 10);
     }
 
@@ -154,7 +165,7 @@ mod tests {
     fn moving_forward_is_a_change() {
         let mut w = WatchIndex::new();
         w.advance(10);
-        assert!(w.advance(11));
+        assert_eq!(w.advance(11), Step::Changed);
         assert_eq!(w.get(), 11);
     }
 
@@ -162,16 +173,16 @@ mod tests {
     fn going_backwards_resets_to_zero() {
         let mut w = WatchIndex::new();
         w.advance(10);
-        assert!(w.advance(3));
+        assert_eq!(w.advance(3), Step::Behind);
         assert_eq!(w.get(), 0, "next read must not block");
     }
 
     #[test]
     fn zero_from_consul_becomes_one() {
         let mut w = WatchIndex::new();
-        assert!(w.advance(0));
+        assert_eq!(w.advance(0), Step::Changed);
         assert_eq!(w.get(), 1);
-        assert!(!w.advance(1));
+        assert_eq!(w.advance(1), Step::Unchanged);
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod session;
 mod types;
 
 pub use agent::TtlStatus;
-pub use blocking::{QueryOptions, Response, WatchIndex};
+pub use blocking::{QueryOptions, Response, Step, WatchIndex};
 pub use client::{Client, Config, usable_in_path};
 pub use error::Error;
 pub use session::{SessionBehavior, SessionRequest};

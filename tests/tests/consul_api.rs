@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use consul::{
-    CheckRegistration, CheckStatus, QueryOptions, ServiceRegistration, SessionBehavior, SessionRequest, TtlStatus,
-    WatchIndex,
+    CheckRegistration, CheckStatus, QueryOptions, ServiceRegistration, SessionBehavior, SessionRequest, Step,
+    TtlStatus, WatchIndex,
 };
 use integration_tests::{ConsulAgent, wait_until};
 
@@ -54,7 +54,7 @@ async fn blocking_query_returns_soon_after_a_change_and_not_before() {
     c.register_service(&web("web-1", 8080)).await.expect("register");
     let first = c.health_service("web", false, &QueryOptions::default()).await.expect("health");
     let mut idx = WatchIndex::new();
-    assert!(idx.advance(first.index));
+    assert_eq!(idx.advance(first.index), Step::Changed);
 
     // Nothing changes: the query is held for the whole wait.
     let t = Instant::now();
@@ -64,7 +64,7 @@ async fn blocking_query_returns_soon_after_a_change_and_not_before() {
         .expect("held query");
     let held_for = t.elapsed();
     assert!(held_for >= Duration::from_millis(550), "returned early after {held_for:?}");
-    assert!(!idx.advance(held.index), "index unchanged without a change");
+    assert_eq!(idx.advance(held.index), Step::Unchanged, "index unchanged without a change");
 
     // A change 300 ms into a 10 s wait wakes the query at once.
     let changer = {
@@ -85,7 +85,7 @@ async fn blocking_query_returns_soon_after_a_change_and_not_before() {
     assert!(returned_at >= changed_at, "returned before the change");
     let lag = returned_at - changed_at;
     assert!(lag < Duration::from_millis(100), "returned {lag:?} after the change");
-    assert!(idx.advance(woke.index));
+    assert_eq!(idx.advance(woke.index), Step::Changed);
     assert_eq!(woke.value.len(), 2);
 }
 

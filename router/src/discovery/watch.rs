@@ -43,19 +43,20 @@
 //!   service registered after the election (30 s, then the test gave up).
 //! - A read the server could not get a leader to answer (a 500 "No cluster
 //!   leader" or "rpc error ...", or a read from index 0 held past
-//!   [`FIRST_READ_LIMIT`] or the client's own time limit) is an election, not this node cut off: it is
-//!   counted and retried within [`STALE_RECHECK`], but does not mark the
-//!   watch failing. How long no leader was seen (`--consul-max-stale`)
-//!   judges it, the same on every node. Marked failing, it failed
-//!   `/health/consul` on the one node whose watch happened to be reading
-//!   from index 0 when the leader died, and moved the VIP (measured: a
-//!   request lost, issue 10's "leader killed -> 0 failed").
+//!   [`FIRST_READ_LIMIT`] or the client's own time limit) is an election,
+//!   not this node cut off: it is counted and retried within
+//!   [`STALE_RECHECK`], but does not mark the watch failing. How long no
+//!   leader was seen (`--consul-max-stale`) judges it, the same on every
+//!   node. Marked failing, it failed `/health/consul` on the one node whose
+//!   watch happened to be reading from index 0 when the leader died, and
+//!   moved the VIP (measured: a request lost, issue 10's "leader killed ->
+//!   0 failed").
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use consul::{QueryOptions, Response, WatchIndex};
+use consul::{QueryOptions, Response, Step, WatchIndex};
 use tokio::sync::mpsc;
 
 use super::status::Shared;
@@ -218,19 +219,20 @@ pub async fn run<T, E, F, Fut>(
                     tracing::info!(watch = %name, "Consul has a leader again");
                     stale = false;
                 }
-                if r.index < index.get() {
-                    tracing::warn!(
-                        watch = %name, held = index.get(), answered = r.index,
-                        "a Consul server answered with an older state than the one held; asking the leader"
-                    );
-                    index.reset();
-                    continue;
-                }
-                if index.advance(r.index) {
-                    tracing::trace!(watch = %name, index = r.index, "changed");
-                    if tx.send(event(r.value, r.index)).await.is_err() {
-                        return;
+                let held = index.get();
+                match index.advance(r.index) {
+                    Step::Changed => {
+                        tracing::trace!(watch = %name, index = r.index, "changed");
+                        if tx.send(event(r.value, r.index)).await.is_err() {
+                            return;
+                        }
                     }
+                    Step::Unchanged => {}
+                    // Reset to 0: the next read goes to the leader.
+                    Step::Behind => tracing::warn!(
+                        watch = %name, held, answered = r.index,
+                        "a Consul server answered with an older state than the one held; asking the leader"
+                    ),
                 }
                 continue;
             }
