@@ -247,11 +247,13 @@ impl EdgeCluster {
         if own["state"] == "Leader" {
             return true;
         }
-        let in_contact = own["last_contact"].as_str().is_some_and(|c| !c.is_empty() && c != "never");
+        if !own["last_contact"].as_str().is_some_and(|c| !c.is_empty() && c != "never") {
+            return false;
+        }
         let number = |v: &serde_json::Value, key: &str| v[key].as_str().and_then(|n| n.parse::<u64>().ok());
         let Some(leader) = self.leader().filter(|l| *l != i) else { return false };
         let Some(committed) = self.raft_stats(leader).and_then(|l| number(&l, "commit_index")) else { return false };
-        in_contact && number(&own, "applied_index").is_some_and(|applied| applied >= committed)
+        number(&own, "applied_index").is_some_and(|applied| applied >= committed)
     }
 
     /// The raft leader as node index, asked of every live server.

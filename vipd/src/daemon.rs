@@ -58,12 +58,14 @@ struct Adapters {
     link: Link,
     socket: VrrpSocket,
     garp: Garp,
-    /// The gratuitous ARP burst under way, aborted when the VIP is given
-    /// up: a node that was master for a moment (two nodes starting
-    /// together, a returning node preempting) kept sending the rest of its
-    /// burst after it stepped down, later than the new master's answer, and
-    /// clients sent to its MAC until their ARP entry was probed again
-    /// (measured: 789 requests failed over 7.9 s in the edge cluster test).
+    /// The gratuitous ARP burst under way, aborted when the VIP is given up,
+    /// as keepalived sends none once it is not master: a node that was
+    /// master for a moment (two nodes starting together) otherwise keeps
+    /// announcing the VIP for the rest of its burst after stepping down, and
+    /// a neighbour that takes a frame after the new master's keeps sending
+    /// to the old MAC until it probes its ARP entry again (seconds). Suspected,
+    /// not confirmed, behind 7.9 s of connect timeouts once in the edge
+    /// cluster test (README, "The edge as a cluster").
     garp_burst: Option<tokio::task::AbortHandle>,
 }
 
