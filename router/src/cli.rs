@@ -206,6 +206,16 @@ pub struct Cli {
     #[arg(long, env = "ROUTER_VIPD_ADDR")]
     pub vipd_addr: Option<SocketAddr>,
 
+    /// Threads that serve connections, 1-1024. Default: the CPUs the process
+    /// may run on (its affinity mask, as `taskset` or a container's cpuset
+    /// sets it, and a cgroup CPU limit). With 1, connections are served on
+    /// the main thread (tokio's current-thread scheduler; blocking jobs such
+    /// as reading certificate files still get short-lived threads): no work
+    /// stealing, and while the process has one thread the kernel takes its
+    /// fast path on every socket call.
+    #[arg(long, env = "ROUTER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
     /// Address TCP routes (`urlprefix-:PORT proto=tcp`) listen on.
     #[arg(long, env = "ROUTER_TCP_BIND", default_value = "0.0.0.0")]
     pub tcp_bind: IpAddr,

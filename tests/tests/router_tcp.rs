@@ -58,7 +58,9 @@ async fn tcp_route_spreads_fails_over_half_closes_and_follows_the_table() {
     let stray = format!("urlprefix-:{outside} proto=tcp");
     register(&c, "stray-1", "stray", echoes[0].port(), &[stray.as_str()]).await;
     let ports = format!("{port},{}-{}", port.saturating_add(1), port.saturating_add(1));
-    let router = Router::start(&consul, &["--tcp-bind", "127.0.0.1", "--tcp-ports", &ports]).await;
+    // One thread (tokio's current-thread scheduler, what a router pinned to
+    // one core gets by default); the other tests run the multi-thread one.
+    let router = Router::start(&consul, &["--tcp-bind", "127.0.0.1", "--tcp-ports", &ports, "--threads", "1"]).await;
 
     // The listener opens once the table has the route and its three targets.
     let ready = wait_until(T, || async {
