@@ -18,6 +18,8 @@ mod proxy;
 mod ratelimit;
 mod serve;
 mod tcp;
+#[cfg(test)]
+mod testing;
 mod tls;
 
 use router::{access, routes};

@@ -333,16 +333,8 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::pair;
     use std::os::fd::AsRawFd;
-    use tokio::net::TcpListener;
-
-    /// A connection over loopback: (the accepted end, the connecting end).
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let connecting = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (accepted, _) = listener.accept().await.unwrap();
-        (accepted, connecting)
-    }
 
     /// Segments the socket has received (`tcpi_segs_in`), SYN-ACK included.
     fn segments_in(s: &TcpStream) -> u32 {
@@ -358,8 +350,8 @@ mod tests {
 
     /// client <-> (router) <-> server, the relay running until both ends close.
     async fn relayed() -> (TcpStream, TcpStream, tokio::task::JoinHandle<io::Result<Ended>>) {
-        let (router_client, client) = pair().await;
-        let (server, router_upstream) = pair().await;
+        let (client, router_client) = pair().await;
+        let (router_upstream, server) = pair().await;
         let relay = tokio::spawn(async move {
             let stats = TcpStats::default();
             pump(router_client, router_upstream, &stats, Duration::from_secs(30)).await

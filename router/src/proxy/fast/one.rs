@@ -291,15 +291,9 @@ pub async fn serve<S: Client + Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::pair;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let a = TcpStream::connect(l.local_addr().expect("addr")).await.expect("connect");
-        let (b, _) = l.accept().await.expect("accept");
-        (a, b)
-    }
 
     #[tokio::test]
     async fn whole_reads_the_prefix_then_the_stream() {
